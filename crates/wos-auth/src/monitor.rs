@@ -1,0 +1,221 @@
+//! The reference monitor.
+
+use wos_net::{PeerId, PeerKind};
+
+use crate::PrincipalRecord;
+
+/// An authenticated principal as the monitor sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Anonymous,
+    Node(String),
+    User(String),
+}
+
+impl From<&PeerId> for Principal {
+    fn from(p: &PeerId) -> Principal {
+        match p {
+            PeerId::Anonymous => Principal::Anonymous,
+            PeerId::Principal { kind: PeerKind::Node, name } => Principal::Node(name.clone()),
+            PeerId::Principal { kind: PeerKind::User, name } => Principal::User(name.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Principal::Anonymous => write!(f, "an anonymous client"),
+            Principal::Node(n) => write!(f, "node {n}"),
+            Principal::User(n) => write!(f, "user {n}"),
+        }
+    }
+}
+
+/// What a request wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Download the cell CA certificate (public).
+    FetchCa,
+    /// Join the cell with a join token (the token is checked by the handler).
+    Join,
+    /// Read cell status, the node list and other non-secret state.
+    Read,
+    /// Change who belongs to the cell: users, tokens, voters.
+    Administer,
+    /// Node-to-node traffic: Raft, gossip, forwarded requests.
+    NodeRpc,
+}
+
+impl Action {
+    fn verb(self) -> &'static str {
+        match self {
+            Action::FetchCa => "fetch the CA certificate of",
+            Action::Join => "join",
+            Action::Read => "read",
+            Action::Administer => "administer",
+            Action::NodeRpc => "make node-to-node calls in",
+        }
+    }
+}
+
+/// What a request acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    Cell,
+    Node(String),
+    Principal(String),
+}
+
+impl std::fmt::Display for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Object::Cell => write!(f, "the cell"),
+            Object::Node(n) => write!(f, "node {n}"),
+            Object::Principal(n) => write!(f, "principal {n}"),
+        }
+    }
+}
+
+/// Why a request was refused. `unauthenticated` maps to HTTP 401, the rest to 403.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub unauthenticated: bool,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny(Denial),
+}
+
+/// Where the monitor looks principals up (the cell metadata implements it).
+pub trait PrincipalDirectory {
+    fn principal(&self, name: &str) -> Option<PrincipalRecord>;
+}
+
+/// The one authorization point of a node.
+#[derive(Debug, Default, Clone)]
+pub struct ReferenceMonitor;
+
+impl ReferenceMonitor {
+    /// Decides `(principal, action, object)`. Default deny: a request is allowed
+    /// only by a rule below that names it.
+    pub fn decide(
+        &self,
+        dir: &dyn PrincipalDirectory,
+        who: &Principal,
+        action: Action,
+        object: &Object,
+    ) -> Decision {
+        let decision = self.rule(dir, who, action, object);
+        if let Decision::Deny(d) = &decision {
+            tracing::info!(target: "wos::audit", principal = %who, ?action, %object, "denied: {}", d.message);
+        }
+        decision
+    }
+
+    fn rule(
+        &self,
+        dir: &dyn PrincipalDirectory,
+        who: &Principal,
+        action: Action,
+        object: &Object,
+    ) -> Decision {
+        if matches!(action, Action::FetchCa | Action::Join) {
+            return Decision::Allow;
+        }
+        let deny = |msg: String| {
+            Decision::Deny(Denial {
+                unauthenticated: false,
+                message: msg,
+            })
+        };
+        let (name, kind) = match who {
+            Principal::Anonymous => {
+                return Decision::Deny(Denial {
+                    unauthenticated: true,
+                    message: "no credentials: present a client certificate of this cell \
+                              (use --identity FILE or WOS_IDENTITY; an admin creates one with `wos user add`)"
+                        .into(),
+                });
+            }
+            Principal::Node(n) => (n, PeerKind::Node),
+            Principal::User(n) => (n, PeerKind::User),
+        };
+        let Some(record) = dir.principal(name).filter(|r| r.kind == kind) else {
+            return deny(format!("{who} is not a principal of this cell (removed, or from another cell)"));
+        };
+        let allowed = match action {
+            Action::FetchCa | Action::Join => true,
+            Action::Read => true,
+            Action::NodeRpc => kind == PeerKind::Node,
+            Action::Administer => record.admin,
+        };
+        if allowed {
+            Decision::Allow
+        } else {
+            deny(format!(
+                "{who} may not {} {object}: that needs the {} right",
+                action.verb(),
+                match action {
+                    Action::Administer => "cell admin",
+                    _ => "node",
+                }
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Dir(HashMap<String, PrincipalRecord>);
+    impl PrincipalDirectory for Dir {
+        fn principal(&self, name: &str) -> Option<PrincipalRecord> {
+            self.0.get(name).cloned()
+        }
+    }
+
+    fn dir() -> Dir {
+        let rec = |name: &str, kind, admin| {
+            (
+                name.to_string(),
+                PrincipalRecord { name: name.into(), kind, admin, created: 0 },
+            )
+        };
+        Dir(HashMap::from([
+            rec("admin", PeerKind::User, true),
+            rec("alice", PeerKind::User, false),
+            rec("n1", PeerKind::Node, false),
+        ]))
+    }
+
+    fn decide(who: Principal, action: Action) -> Decision {
+        ReferenceMonitor.decide(&dir(), &who, action, &Object::Cell)
+    }
+
+    #[test]
+    fn default_deny_and_rules() {
+        use Action::*;
+        let anon = Principal::Anonymous;
+        let alice = Principal::User("alice".into());
+        let admin = Principal::User("admin".into());
+        let node = Principal::Node("n1".into());
+        assert_eq!(decide(anon.clone(), Join), Decision::Allow);
+        assert!(matches!(decide(anon, Read), Decision::Deny(Denial { unauthenticated: true, .. })));
+        assert_eq!(decide(alice.clone(), Read), Decision::Allow);
+        assert!(matches!(decide(alice.clone(), Administer), Decision::Deny(Denial { unauthenticated: false, .. })));
+        assert!(matches!(decide(alice, NodeRpc), Decision::Deny(_)));
+        assert_eq!(decide(admin.clone(), Administer), Decision::Allow);
+        assert!(matches!(decide(admin, NodeRpc), Decision::Deny(_)));
+        assert_eq!(decide(node.clone(), NodeRpc), Decision::Allow);
+        assert!(matches!(decide(node, Administer), Decision::Deny(_)));
+        // A user certificate whose name is a node's does not make it that node.
+        assert!(matches!(decide(Principal::User("n1".into()), NodeRpc), Decision::Deny(_)));
+        assert!(matches!(decide(Principal::User("mallory".into()), Read), Decision::Deny(_)));
+    }
+}
