@@ -1,0 +1,255 @@
+//! The cell's metadata and the commands that change it: a deterministic state
+//! machine, with no I/O, so that every replica applying the same log reaches
+//! the same state. Later parts (files, jobs, slices, services) add their own
+//! tables and commands here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use wos_auth::{PrincipalDirectory, PrincipalRecord, TokenRecord};
+use wos_net::PeerKind;
+
+/// A node as the cell records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub name: String,
+    /// The Raft node id.
+    pub id: u64,
+    /// `host:port` of its API and node-to-node port.
+    pub address: String,
+    /// Unix seconds when it joined.
+    pub joined: u64,
+}
+
+/// A value in the cell's key-value space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvValue {
+    pub value: String,
+    pub revision: u64,
+}
+
+/// The whole replicated metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellState {
+    pub cell: String,
+    pub nodes: BTreeMap<String, NodeRecord>,
+    pub principals: BTreeMap<String, PrincipalRecord>,
+    pub tokens: BTreeMap<String, TokenRecord>,
+    pub kv: BTreeMap<String, KvValue>,
+}
+
+/// A change to the metadata, proposed to the Raft leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// The first entry of a cell.
+    InitCell {
+        cell: String,
+        admin: PrincipalRecord,
+        first_node: NodeRecord,
+    },
+    /// Admit a node with a join token. `now` is the proposer's clock, so that
+    /// every replica judges expiry the same way.
+    RegisterNode {
+        token_id: String,
+        token_secret: String,
+        now: u64,
+        name: String,
+        id: u64,
+        address: String,
+    },
+    /// A known node moved to another address.
+    SetNodeAddress { name: String, address: String },
+    AddPrincipal { record: PrincipalRecord },
+    AddToken { record: TokenRecord },
+    KvPut {
+        key: String,
+        value: String,
+        if_revision: Option<u64>,
+    },
+    /// No change: used to measure the log.
+    Noop,
+}
+
+/// What applying a command answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Done,
+    /// The node was admitted under this (unique) name.
+    NodeAdmitted { name: String },
+    Kv { key: String, value: KvValue },
+    /// The command was refused and changed nothing.
+    Rejected { reason: Rejection },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    BadToken(String),
+    Exists(String),
+    NotFound(String),
+    Conflict(String),
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::BadToken(m)
+            | Rejection::Exists(m)
+            | Rejection::NotFound(m)
+            | Rejection::Conflict(m) => f.write_str(m),
+        }
+    }
+}
+
+impl CellState {
+    /// Applies `cmd`, written at log index `index`. Refusals change nothing.
+    pub fn apply(&mut self, index: u64, cmd: &Command) -> Outcome {
+        match cmd {
+            Command::Noop => Outcome::Done,
+            Command::InitCell { cell, admin, first_node } => {
+                if !self.cell.is_empty() {
+                    return reject(Rejection::Exists(format!("cell {} is already initialised", self.cell)));
+                }
+                self.cell = cell.clone();
+                self.principals.insert(admin.name.clone(), admin.clone());
+                self.add_node(first_node.clone());
+                Outcome::Done
+            }
+            Command::RegisterNode { token_id, token_secret, now, name, id, address } => {
+                let Some(token) = self.tokens.get(token_id) else {
+                    return reject(Rejection::BadToken(
+                        "join token is not valid for this cell (unknown token id)".into(),
+                    ));
+                };
+                if let Some(why) = token.refuse(token_secret, *now) {
+                    return reject(Rejection::BadToken(why.into()));
+                }
+                // A node that joins again with the same id keeps its name.
+                if let Some(existing) = self.nodes.values().find(|n| n.id == *id) {
+                    let name = existing.name.clone();
+                    self.nodes.get_mut(&name).expect("found above").address = address.clone();
+                    return Outcome::NodeAdmitted { name };
+                }
+                let name = self.unique_name(name);
+                self.add_node(NodeRecord { name: name.clone(), id: *id, address: address.clone(), joined: *now });
+                Outcome::NodeAdmitted { name }
+            }
+            Command::SetNodeAddress { name, address } => match self.nodes.get_mut(name) {
+                Some(n) => {
+                    n.address = address.clone();
+                    Outcome::Done
+                }
+                None => reject(Rejection::NotFound(format!("no node named {name}"))),
+            },
+            Command::AddPrincipal { record } => {
+                if self.principals.contains_key(&record.name) {
+                    return reject(Rejection::Exists(format!(
+                        "a principal named {} already exists: choose another name",
+                        record.name
+                    )));
+                }
+                self.principals.insert(record.name.clone(), record.clone());
+                Outcome::Done
+            }
+            Command::AddToken { record } => {
+                self.tokens.insert(record.id.clone(), record.clone());
+                Outcome::Done
+            }
+            Command::KvPut { key, value, if_revision } => {
+                let current = self.kv.get(key).map(|v| v.revision).unwrap_or(0);
+                if let Some(expected) = if_revision {
+                    if *expected != current {
+                        return reject(Rejection::Conflict(format!(
+                            "{key} is at revision {current}, not {expected}: someone else wrote it first"
+                        )));
+                    }
+                }
+                let v = KvValue { value: value.clone(), revision: index };
+                self.kv.insert(key.clone(), v.clone());
+                Outcome::Kv { key: key.clone(), value: v }
+            }
+        }
+    }
+
+    fn add_node(&mut self, node: NodeRecord) {
+        let principal = PrincipalRecord {
+            name: node.name.clone(),
+            kind: PeerKind::Node,
+            admin: false,
+            created: node.joined,
+        };
+        self.principals.insert(node.name.clone(), principal);
+        self.nodes.insert(node.name.clone(), node);
+    }
+
+    /// `name`, or `name-2`, `name-3`, ... whichever is free among principals.
+    fn unique_name(&self, name: &str) -> String {
+        if !self.principals.contains_key(name) {
+            return name.to_string();
+        }
+        (2..)
+            .map(|i| format!("{name}-{i}"))
+            .find(|n| !self.principals.contains_key(n))
+            .expect("some suffix is free")
+    }
+
+    pub fn node_by_id(&self, id: u64) -> Option<&NodeRecord> {
+        self.nodes.values().find(|n| n.id == id)
+    }
+}
+
+fn reject(reason: Rejection) -> Outcome {
+    Outcome::Rejected { reason }
+}
+
+impl PrincipalDirectory for CellState {
+    fn principal(&self, name: &str) -> Option<PrincipalRecord> {
+        self.principals.get(name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wos_auth::JoinToken;
+
+    fn cell() -> CellState {
+        let mut s = CellState::default();
+        let admin = PrincipalRecord { name: "admin".into(), kind: PeerKind::User, admin: true, created: 0 };
+        let first_node = NodeRecord { name: "n1".into(), id: 1, address: "a:1".into(), joined: 0 };
+        assert_eq!(s.apply(1, &Command::InitCell { cell: "lab".into(), admin, first_node }), Outcome::Done);
+        s
+    }
+
+    #[test]
+    fn join_checks_token_and_makes_names_unique() {
+        let mut s = cell();
+        let t = JoinToken::generate("ff");
+        s.apply(2, &Command::AddToken { record: t.record(100, "admin") });
+        let join = |name: &str, id: u64, secret: &str, now: u64| Command::RegisterNode {
+            token_id: t.id.clone(),
+            token_secret: secret.into(),
+            now,
+            name: name.into(),
+            id,
+            address: "b:1".into(),
+        };
+        let before = s.clone();
+        assert!(matches!(s.apply(3, &join("n2", 2, "00", 1)), Outcome::Rejected { .. }));
+        assert!(matches!(s.apply(3, &join("n2", 2, &t.secret, 100)), Outcome::Rejected { .. }));
+        assert_eq!(s, before, "refusals change nothing");
+        assert_eq!(s.apply(4, &join("n1", 2, &t.secret, 5)), Outcome::NodeAdmitted { name: "n1-2".into() });
+        // Re-joining with the same id keeps the name.
+        assert_eq!(s.apply(5, &join("other", 2, &t.secret, 5)), Outcome::NodeAdmitted { name: "n1-2".into() });
+        assert_eq!(s.nodes.len(), 2);
+    }
+
+    #[test]
+    fn kv_compare_and_swap() {
+        let mut s = cell();
+        let put = |v: &str, r| Command::KvPut { key: "k".into(), value: v.into(), if_revision: r };
+        assert!(matches!(s.apply(2, &put("a", Some(0))), Outcome::Kv { .. }));
+        assert!(matches!(s.apply(3, &put("b", Some(0))), Outcome::Rejected { reason: Rejection::Conflict(_) }));
+        assert!(matches!(s.apply(4, &put("c", Some(2))), Outcome::Kv { .. }));
+        assert_eq!(s.kv["k"], KvValue { value: "c".into(), revision: 4 });
+    }
+}

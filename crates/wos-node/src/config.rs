@@ -1,0 +1,150 @@
+//! A node's data directory and its `node.toml`.
+//!
+//! ```text
+//! DIR/node.toml      this file: cell, name, id, addresses
+//! DIR/node.key       the node's Ed25519 private key (0600)
+//! DIR/node.crt       its certificate, issued by the cell CA
+//! DIR/ca.crt         the cell CA certificate
+//! DIR/ca.key         the CA signing key (core nodes only, 0600)
+//! DIR/meta.redb      Raft log, vote and metadata snapshots
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use wos_api::write_private_file;
+use wos_net::TlsIdentity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: String },
+    #[error("{path} is not a valid node config: {cause}")]
+    Parse { path: String, cause: String },
+    #[error("{0} holds no wos node: create a cell with `wos cell init` or join one with `wos agent --join ADDR --token TOKEN`")]
+    NotANode(String),
+}
+
+/// `node.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub cell: String,
+    pub name: String,
+    pub id: u64,
+    /// Socket address to listen on.
+    pub listen: String,
+    /// `host:port` other nodes and clients use to reach this node.
+    pub advertise: String,
+    /// Addresses of other nodes known at join time, to find the cell again.
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    #[serde(default)]
+    pub tuning: Tuning,
+}
+
+/// Timing settings. The defaults meet the promises in GUARANTEES.md.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tuning {
+    pub raft_heartbeat_ms: u64,
+    pub raft_election_min_ms: u64,
+    pub raft_election_max_ms: u64,
+    /// Take a metadata snapshot after this many log entries.
+    pub snapshot_every: u64,
+    /// How long a request that needs the leader may wait before failing.
+    pub leader_wait_ms: u64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            raft_heartbeat_ms: 250,
+            raft_election_min_ms: 1000,
+            raft_election_max_ms: 2000,
+            snapshot_every: 5000,
+            leader_wait_ms: 4000,
+        }
+    }
+}
+
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path("node.toml").exists()
+    }
+
+    pub fn create(&self) -> Result<(), ConfigError> {
+        std::fs::create_dir_all(&self.0).map_err(|e| io_err(&self.0, e))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io_err(&self.0, e))
+    }
+
+    pub fn load_config(&self) -> Result<NodeConfig, ConfigError> {
+        let p = self.path("node.toml");
+        if !p.exists() {
+            return Err(ConfigError::NotANode(self.0.display().to_string()));
+        }
+        let text = std::fs::read_to_string(&p).map_err(|e| io_err(&p, e))?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: p.display().to_string(),
+            cause: e.to_string(),
+        })
+    }
+
+    pub fn save_config(&self, cfg: &NodeConfig) -> Result<(), ConfigError> {
+        let p = self.path("node.toml");
+        let tmp = self.path("node.toml.tmp");
+        let text = toml::to_string(cfg).expect("config serializes");
+        std::fs::write(&tmp, text).map_err(|e| io_err(&tmp, e))?;
+        std::fs::rename(&tmp, &p).map_err(|e| io_err(&p, e))
+    }
+
+    pub fn write_secret(&self, file: &str, text: &str) -> Result<(), ConfigError> {
+        let p = self.path(file);
+        write_private_file(&p, text.as_bytes(), true).map_err(|e| ConfigError::Io {
+            path: p.display().to_string(),
+            cause: e.to_string(),
+        })
+    }
+
+    pub fn write_public(&self, file: &str, text: &str) -> Result<(), ConfigError> {
+        let p = self.path(file);
+        std::fs::write(&p, text).map_err(|e| io_err(&p, e))
+    }
+
+    pub fn read(&self, file: &str) -> Result<String, ConfigError> {
+        let p = self.path(file);
+        std::fs::read_to_string(&p).map_err(|e| io_err(&p, e))
+    }
+
+    pub fn read_optional(&self, file: &str) -> Result<Option<String>, ConfigError> {
+        let p = self.path(file);
+        match std::fs::read_to_string(&p) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&p, e)),
+        }
+    }
+
+    pub fn tls(&self) -> Result<TlsIdentity, ConfigError> {
+        Ok(TlsIdentity {
+            ca_cert_pem: self.read("ca.crt")?,
+            cert_pem: self.read("node.crt")?,
+            key_pem: self.read("node.key")?,
+        })
+    }
+}
+
+fn io_err(p: &Path, e: std::io::Error) -> ConfigError {
+    ConfigError::Io {
+        path: p.display().to_string(),
+        cause: e.to_string(),
+    }
+}
