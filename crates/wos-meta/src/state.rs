@@ -19,6 +19,8 @@ pub struct NodeRecord {
     pub address: String,
     /// Unix seconds when it joined.
     pub joined: u64,
+    /// Core nodes are Raft voters.
+    pub core: bool,
 }
 
 /// A value in the cell's key-value space.
@@ -56,7 +58,10 @@ pub enum Command {
         name: String,
         id: u64,
         address: String,
+        core: bool,
     },
+    /// Make a node a voter (`core`) or a learner.
+    SetNodeRole { name: String, core: bool },
     /// A known node moved to another address.
     SetNodeAddress { name: String, address: String },
     AddPrincipal { record: PrincipalRecord },
@@ -114,7 +119,7 @@ impl CellState {
                 self.add_node(first_node.clone());
                 Outcome::Done
             }
-            Command::RegisterNode { token_id, token_secret, now, name, id, address } => {
+            Command::RegisterNode { token_id, token_secret, now, name, id, address, core } => {
                 let Some(token) = self.tokens.get(token_id) else {
                     return reject(Rejection::BadToken(
                         "join token is not valid for this cell (unknown token id)".into(),
@@ -130,9 +135,22 @@ impl CellState {
                     return Outcome::NodeAdmitted { name };
                 }
                 let name = self.unique_name(name);
-                self.add_node(NodeRecord { name: name.clone(), id: *id, address: address.clone(), joined: *now });
+                self.add_node(NodeRecord {
+                    name: name.clone(),
+                    id: *id,
+                    address: address.clone(),
+                    joined: *now,
+                    core: *core,
+                });
                 Outcome::NodeAdmitted { name }
             }
+            Command::SetNodeRole { name, core } => match self.nodes.get_mut(name) {
+                Some(n) => {
+                    n.core = *core;
+                    Outcome::Done
+                }
+                None => reject(Rejection::NotFound(format!("no node named {name}"))),
+            },
             Command::SetNodeAddress { name, address } => match self.nodes.get_mut(name) {
                 Some(n) => {
                     n.address = address.clone();
@@ -215,7 +233,7 @@ mod tests {
     fn cell() -> CellState {
         let mut s = CellState::default();
         let admin = PrincipalRecord { name: "admin".into(), kind: PeerKind::User, admin: true, created: 0 };
-        let first_node = NodeRecord { name: "n1".into(), id: 1, address: "a:1".into(), joined: 0 };
+        let first_node = NodeRecord { name: "n1".into(), id: 1, address: "a:1".into(), joined: 0, core: true };
         assert_eq!(s.apply(1, &Command::InitCell { cell: "lab".into(), admin, first_node }), Outcome::Done);
         s
     }
@@ -232,6 +250,7 @@ mod tests {
             name: name.into(),
             id,
             address: "b:1".into(),
+            core: false,
         };
         let before = s.clone();
         assert!(matches!(s.apply(3, &join("n2", 2, "00", 1)), Outcome::Rejected { .. }));

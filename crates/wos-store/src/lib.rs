@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-pub use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+pub use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Serialize, de::DeserializeOwned};
 
 /// Errors of the node store. They carry the underlying cause as text, since
