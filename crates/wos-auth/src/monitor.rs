@@ -41,6 +41,8 @@ pub enum Action {
     Join,
     /// Read cell status, the node list and other non-secret state.
     Read,
+    /// Write cell data (the key-value space; later files).
+    Write,
     /// Change who belongs to the cell: users, tokens, voters.
     Administer,
     /// Node-to-node traffic: Raft, gossip, forwarded requests.
@@ -53,6 +55,7 @@ impl Action {
             Action::FetchCa => "fetch the CA certificate of",
             Action::Join => "join",
             Action::Read => "read",
+            Action::Write => "write",
             Action::Administer => "administer",
             Action::NodeRpc => "make node-to-node calls in",
         }
@@ -150,6 +153,7 @@ impl ReferenceMonitor {
         let allowed = match action {
             Action::FetchCa | Action::Join => true,
             Action::Read => true,
+            Action::Write => kind == PeerKind::User,
             Action::NodeRpc => kind == PeerKind::Node,
             Action::Administer => record.admin,
         };
@@ -161,6 +165,7 @@ impl ReferenceMonitor {
                 action.verb(),
                 match action {
                     Action::Administer => "cell admin",
+                    Action::Write => "user",
                     _ => "node",
                 }
             ))

@@ -1,1 +1,25 @@
+//! The daemon: a running wos node.
+//!
+//! Owns the data directory ([`config`]), creating or joining a cell
+//! ([`bootstrap`]), the HTTP router and its handlers ([`api`]), and the wiring
+//! of store, transport, metadata and membership into one process ([`run`]).
+//! The CLI in the `wos` crate calls into here; nothing else depends on this
+//! crate.
 
+pub mod api;
+pub mod bootstrap;
+pub mod config;
+mod ctx;
+mod run;
+pub mod sensors;
+
+pub use bootstrap::{InitOptions, InitOutput, JoinOptions, init_cell, join_cell};
+pub use run::{RunOptions, run_node};
+
+/// Unix seconds now.
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

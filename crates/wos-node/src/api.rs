@@ -1,0 +1,639 @@
+//! The HTTP router of a node: the public `/v1/` JSON API, `/metrics`, and the
+//! node-to-node `/internal/` calls, all behind the one reference monitor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use wos_api::*;
+use wos_auth::{Action, Decision, JoinToken, Object, Principal, PrincipalRecord};
+use wos_membership::MemberState;
+use wos_meta::{Command, MetaError, Outcome, Rejection, RpcKind};
+use wos_net::{PeerId, PeerKind};
+
+use crate::ctx::NodeCtx;
+use crate::now_secs;
+
+type Ctx = State<Arc<NodeCtx>>;
+
+/// Largest accepted body of a public API request.
+pub const API_BODY_LIMIT: usize = 1 << 20;
+/// Largest node-to-node body (metadata snapshots travel in one).
+pub const INTERNAL_BODY_LIMIT: usize = 256 << 20;
+/// Longest join-token lifetime.
+const MAX_TOKEN_TTL: u64 = 30 * 24 * 3600;
+
+/// An error answer: `{"error": message}` with a status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorBody { error: self.message })).into_response()
+    }
+}
+
+impl From<MetaError> for ApiError {
+    fn from(e: MetaError) -> ApiError {
+        let status = match e {
+            MetaError::NoLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            MetaError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            MetaError::Fatal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+fn rejected(r: Rejection) -> ApiError {
+    let status = match r {
+        Rejection::BadToken(_) => StatusCode::UNAUTHORIZED,
+        Rejection::Exists(_) | Rejection::Conflict(_) => StatusCode::CONFLICT,
+        Rejection::NotFound(_) => StatusCode::NOT_FOUND,
+    };
+    ApiError::new(status, r.to_string())
+}
+
+/// A JSON body whose rejections are JSON errors that say what was wrong.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(rej) => Err(ApiError::new(
+                rej.status(),
+                format!("invalid request body: {}", rej.body_text()),
+            )),
+        }
+    }
+}
+
+/// Builds the router of a node.
+pub fn router(ctx: Arc<NodeCtx>) -> Router {
+    let public = Router::new()
+        .route("/v1/cell/ca", get(get_ca))
+        .route("/v1/join", post(join))
+        .route("/v1/status", get(status))
+        .route("/v1/nodes", get(nodes))
+        .route("/v1/nodes/{name}/promote", post(promote))
+        .route("/v1/nodes/{name}/demote", post(demote))
+        .route("/v1/users", post(add_user))
+        .route("/v1/tokens", post(create_token))
+        .route("/v1/kv/{*key}", get(kv_get).put(kv_put))
+        .route("/metrics", get(prometheus))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
+    let internal = Router::new()
+        .route("/internal/raft/{kind}", post(raft_rpc))
+        .route("/internal/meta/leader", post(leader_request))
+        .route("/internal/gossip", post(gossip))
+        .route("/internal/sign", post(sign_handler))
+        .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT));
+    public
+        .merge(internal)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(ctx.clone(), authorize))
+        .with_state(ctx)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint: see README.md for the API")
+}
+
+/// Which (action, object) a request is. `None`: no such endpoint.
+fn classify(method: &Method, path: &str) -> Option<(Action, Object)> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let m = method.clone();
+    Some(match (m, segs.as_slice()) {
+        (Method::GET, ["v1", "cell", "ca"]) => (Action::FetchCa, Object::Cell),
+        (Method::POST, ["v1", "join"]) => (Action::Join, Object::Cell),
+        (Method::GET, ["v1", "status"] | ["v1", "nodes"] | ["metrics"]) => (Action::Read, Object::Cell),
+        (Method::GET, ["v1", "kv", ..]) => (Action::Read, Object::Cell),
+        (Method::PUT, ["v1", "kv", ..]) => (Action::Write, Object::Cell),
+        (Method::POST, ["v1", "users"] | ["v1", "tokens"]) => (Action::Administer, Object::Cell),
+        (Method::POST, ["v1", "nodes", name, "promote" | "demote"]) => {
+            (Action::Administer, Object::Node(name.to_string()))
+        }
+        (Method::POST, ["internal", ..]) => (Action::NodeRpc, Object::Cell),
+        _ => return None,
+    })
+}
+
+/// The one authorization point: every request passes here before its handler.
+async fn authorize(State(ctx): Ctx, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<PeerId>().cloned().unwrap_or(PeerId::Anonymous);
+    let Some((action, object)) = classify(req.method(), req.uri().path()) else {
+        return not_found().await.into_response();
+    };
+    let who = Principal::from(&peer);
+    let decision = ctx.meta.read(|s| ctx.monitor.decide(s, &who, action, &object));
+    let resp = match decision {
+        Decision::Allow => {
+            req.extensions_mut().insert(who);
+            next.run(req).await
+        }
+        Decision::Deny(d) => {
+            let status = if d.unauthenticated {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            ApiError::new(status, d.message).into_response()
+        }
+    };
+    metrics::counter!("wos_http_requests_total",
+        "action" => format!("{action:?}"), "status" => resp.status().as_u16().to_string())
+    .increment(1);
+    resp
+}
+
+fn principal_name(who: &Principal) -> String {
+    match who {
+        Principal::Anonymous => "anonymous".into(),
+        Principal::Node(n) | Principal::User(n) => n.clone(),
+    }
+}
+
+async fn get_ca(State(ctx): Ctx) -> Json<CaInfo> {
+    Json(CaInfo {
+        cell: ctx.cfg.cell.clone(),
+        ca_cert_pem: ctx.tls.ca_cert_pem.clone(),
+    })
+}
+
+fn check_address(addr: &str) -> Result<(), ApiError> {
+    let ok = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad(format!("invalid address {addr:?}: expected host:port")))
+    }
+}
+
+async fn join(State(ctx): Ctx, JsonBody(req): JsonBody<JoinRequest>) -> Result<Json<JoinResponse>, ApiError> {
+    let token = JoinToken::parse(&req.token).map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let fingerprint = wos_net::ca_fingerprint(&ctx.tls.ca_cert_pem).map_err(internal)?;
+    if token.ca_fingerprint != fingerprint {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "join token belongs to another cell (its CA fingerprint does not match)",
+        ));
+    }
+    wos_net::check_name(&req.name).map_err(|e| ApiError::bad(e.to_string()))?;
+    check_address(&req.address)?;
+    // Check the public key before anything is recorded.
+    sign(&ctx, PeerKind::Node, &req.name, &req.public_key_pem, false).await?;
+    let id = loop {
+        let id: u64 = rand::random();
+        if id != 0 && ctx.meta.read(|s| s.node_by_id(id).is_none()) {
+            break id;
+        }
+    };
+    let written = ctx
+        .meta
+        .write(Command::RegisterNode {
+            token_id: token.id.clone(),
+            token_secret: token.secret.clone(),
+            now: now_secs(),
+            name: req.name.clone(),
+            id,
+            address: req.address.clone(),
+            core: req.core,
+        })
+        .await?;
+    let name = match written.outcome {
+        Outcome::NodeAdmitted { name } => name,
+        Outcome::Rejected { reason } => return Err(rejected(reason)),
+        other => return Err(internal(format!("unexpected outcome {other:?}"))),
+    };
+    let (cert_pem, ca_key_pem) = sign(&ctx, PeerKind::Node, &name, &req.public_key_pem, req.core).await?;
+    let peers = ctx.meta.read(|s| {
+        s.nodes
+            .values()
+            .filter(|n| n.name != name)
+            .map(|n| (n.name.clone(), n.address.clone()))
+            .collect()
+    });
+    tracing::info!(node = %name, address = %req.address, core = req.core, "node joined");
+    Ok(Json(JoinResponse {
+        cell: ctx.cfg.cell.clone(),
+        name,
+        node_id: id,
+        cert_pem,
+        ca_cert_pem: ctx.tls.ca_cert_pem.clone(),
+        ca_key_pem,
+        peers,
+    }))
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SignRequest {
+    kind: PeerKind,
+    name: String,
+    public_key_pem: String,
+    want_ca_key: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SignResponse {
+    cert_pem: String,
+    ca_key_pem: Option<String>,
+}
+
+/// Issues a certificate here if this node holds the CA key, else asks the
+/// core nodes. The CA key itself is handed out only for a node the metadata
+/// records as core.
+async fn sign(
+    ctx: &Arc<NodeCtx>,
+    kind: PeerKind,
+    name: &str,
+    public_key_pem: &str,
+    want_ca_key: bool,
+) -> Result<(String, Option<String>), ApiError> {
+    if let Some(ca) = ctx.ca() {
+        let cert = ca
+            .issue(&ctx.cfg.cell, kind, name, public_key_pem)
+            .map_err(|e| ApiError::bad(format!("cannot issue a certificate: {e}")))?;
+        let key = want_ca_key.then(|| ca.key_pem.clone());
+        return Ok((cert, key));
+    }
+    let status = ctx.meta.status();
+    let mut targets: Vec<String> = Vec::new();
+    for id in status.leader.iter().chain(status.voters.iter()) {
+        if let Some((_, a)) = status.addresses.iter().find(|(i, _)| i == id) {
+            if !targets.contains(a) && *id != status.id {
+                targets.push(a.clone());
+            }
+        }
+    }
+    let req = SignRequest {
+        kind,
+        name: name.into(),
+        public_key_pem: public_key_pem.into(),
+        want_ca_key,
+    };
+    let mut last = String::from("no core node known");
+    for addr in targets {
+        let sent = ctx
+            .http
+            .post(format!("https://{addr}/internal/sign"))
+            .timeout(Duration::from_secs(5))
+            .json(&req)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => {
+                let r: SignResponse = r.json().await.map_err(internal)?;
+                return Ok((r.cert_pem, r.ca_key_pem));
+            }
+            Ok(r) if r.status().is_client_error() => {
+                let status = r.status();
+                let body: ErrorBody = r.json().await.unwrap_or(ErrorBody { error: status.to_string() });
+                return Err(ApiError::new(status, body.error));
+            }
+            Ok(r) => last = format!("{addr}: HTTP {}", r.status()),
+            Err(e) => last = format!("{addr}: {e}"),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("no core node holding the cell CA could issue the certificate ({last})"),
+    ))
+}
+
+/// Asks the core nodes for the CA key, for this node (which the metadata
+/// records as core). `spki` is a throwaway key the signer certifies on the way.
+pub(crate) async fn fetch_ca_key(ctx: &Arc<NodeCtx>, spki: &str) -> Result<String, ApiError> {
+    let (_, key) = sign(ctx, PeerKind::Node, &ctx.cfg.name, spki, true).await?;
+    key.ok_or_else(|| internal("no CA key in the answer"))
+}
+
+async fn sign_handler_inner(ctx: &Arc<NodeCtx>, req: SignRequest) -> Result<SignResponse, ApiError> {
+    let Some(ca) = ctx.ca() else {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this node holds no CA key"));
+    };
+    if req.want_ca_key && !ctx.meta.read(|s| s.nodes.get(&req.name).is_some_and(|n| n.core)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{} is not a core node: the CA key stays on core nodes", req.name),
+        ));
+    }
+    let cert_pem = ca
+        .issue(&ctx.cfg.cell, req.kind, &req.name, &req.public_key_pem)
+        .map_err(|e| ApiError::bad(format!("cannot issue a certificate: {e}")))?;
+    Ok(SignResponse {
+        cert_pem,
+        ca_key_pem: req.want_ca_key.then(|| ca.key_pem.clone()),
+    })
+}
+
+async fn sign_handler(State(ctx): Ctx, JsonBody(req): JsonBody<SignRequest>) -> Result<Json<SignResponse>, ApiError> {
+    sign_handler_inner(&ctx, req).await.map(Json)
+}
+
+/// The names of node ids, from the metadata.
+fn id_names(ctx: &NodeCtx) -> std::collections::HashMap<u64, String> {
+    ctx.meta.read(|s| s.nodes.values().map(|n| (n.id, n.name.clone())).collect())
+}
+
+fn name_of(names: &std::collections::HashMap<u64, String>, id: u64) -> String {
+    names.get(&id).cloned().unwrap_or_else(|| format!("#{id}"))
+}
+
+/// Every node the metadata records, with its liveness as this node sees it.
+fn node_infos(ctx: &NodeCtx) -> Vec<NodeInfo> {
+    let status = ctx.meta.status();
+    let members = ctx.membership.members();
+    let records: Vec<wos_meta::NodeRecord> = ctx.meta.read(|s| s.nodes.values().cloned().collect());
+    records
+        .into_iter()
+        .map(|n| {
+            let seen = members.iter().find(|m| m.name == n.name);
+            let state = match seen.map(|m| m.state) {
+                Some(MemberState::Alive) => NodeState::Alive,
+                Some(MemberState::Suspect) => NodeState::Suspect,
+                Some(MemberState::Dead) | None => NodeState::Dead,
+            };
+            NodeInfo {
+                role: if status.voters.contains(&n.id) { Role::Core } else { Role::Worker },
+                leader: status.leader == Some(n.id),
+                state,
+                sensors: seen.and_then(|m| m.sensors.clone()),
+                last_heard_secs: seen.and_then(|m| m.last_heard).map(|t| t.elapsed().as_secs_f64()),
+                name: n.name,
+                id: n.id,
+                address: n.address,
+            }
+        })
+        .collect()
+}
+
+async fn status(State(ctx): Ctx) -> Json<Status> {
+    let raft = ctx.meta.status();
+    let names = id_names(&ctx);
+    let infos = node_infos(&ctx);
+    let count = |st: NodeState| infos.iter().filter(|n| n.state == st).count();
+    Json(Status {
+        cell: ctx.cfg.cell.clone(),
+        node: ctx.cfg.name.clone(),
+        leader: raft.leader.map(|l| name_of(&names, l)),
+        term: raft.term,
+        voters: raft.voters.iter().map(|v| name_of(&names, *v)).collect(),
+        nodes: NodeCounts {
+            total: infos.len(),
+            alive: count(NodeState::Alive),
+            suspect: count(NodeState::Suspect),
+            dead: count(NodeState::Dead),
+        },
+        applied_index: raft.applied_index,
+    })
+}
+
+async fn nodes(State(ctx): Ctx) -> Json<Vec<NodeInfo>> {
+    Json(node_infos(&ctx))
+}
+
+async fn set_role(ctx: &Arc<NodeCtx>, name: &str, core: bool) -> Result<Json<NodeInfo>, ApiError> {
+    ctx.meta.linearizable().await?;
+    let (exists, cores) = ctx.meta.read(|s| {
+        (
+            s.nodes.contains_key(name),
+            s.nodes.values().filter(|n| n.core && n.name != name).count(),
+        )
+    });
+    if !exists {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no node named {name}: see `wos node ls`")));
+    }
+    if !core && cores == 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{name} is the only core node: promote another node before demoting it"),
+        ));
+    }
+    let written = ctx.meta.write(Command::SetNodeRole { name: name.into(), core }).await?;
+    if let Outcome::Rejected { reason } = written.outcome {
+        return Err(rejected(reason));
+    }
+    // The leader changes the Raft voters shortly; answer with what is known now.
+    let info = node_infos(ctx).into_iter().find(|n| n.name == name);
+    info.map(Json).ok_or_else(|| internal("node vanished"))
+}
+
+async fn promote(State(ctx): Ctx, Path(name): Path<String>) -> Result<Json<NodeInfo>, ApiError> {
+    set_role(&ctx, &name, true).await
+}
+
+async fn demote(State(ctx): Ctx, Path(name): Path<String>) -> Result<Json<NodeInfo>, ApiError> {
+    set_role(&ctx, &name, false).await
+}
+
+async fn add_user(
+    State(ctx): Ctx,
+    JsonBody(req): JsonBody<AddUserRequest>,
+) -> Result<(StatusCode, Json<AddUserResponse>), ApiError> {
+    wos_net::check_name(&req.name).map_err(|e| ApiError::bad(e.to_string()))?;
+    // Issue first: a bad public key is refused before anything is recorded.
+    let (cert_pem, _) = sign(&ctx, PeerKind::User, &req.name, &req.public_key_pem, false).await?;
+    let record = PrincipalRecord {
+        name: req.name.clone(),
+        kind: PeerKind::User,
+        admin: req.admin,
+        created: now_secs(),
+    };
+    let written = ctx.meta.write(Command::AddPrincipal { record }).await?;
+    if let Outcome::Rejected { reason } = written.outcome {
+        return Err(rejected(reason));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(AddUserResponse {
+            name: req.name,
+            cert_pem,
+            ca_cert_pem: ctx.tls.ca_cert_pem.clone(),
+        }),
+    ))
+}
+
+async fn create_token(
+    State(ctx): Ctx,
+    axum::Extension(who): axum::Extension<Principal>,
+    JsonBody(req): JsonBody<CreateTokenRequest>,
+) -> Result<(StatusCode, Json<CreateTokenResponse>), ApiError> {
+    if req.ttl_secs == 0 || req.ttl_secs > MAX_TOKEN_TTL {
+        return Err(ApiError::bad(format!(
+            "ttl_secs must be between 1 and {MAX_TOKEN_TTL} (30 days), not {}",
+            req.ttl_secs
+        )));
+    }
+    let fingerprint = wos_net::ca_fingerprint(&ctx.tls.ca_cert_pem).map_err(internal)?;
+    let token = JoinToken::generate(&fingerprint);
+    let expires = now_secs() + req.ttl_secs;
+    let record = token.record(expires, &principal_name(&who));
+    ctx.meta.write(Command::AddToken { record }).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreateTokenResponse {
+            token: token.to_string(),
+            expires,
+        }),
+    ))
+}
+
+fn check_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > 512 || key.contains('\0') || key.split('/').any(|s| s.is_empty() || s == "..") {
+        return Err(ApiError::bad(format!(
+            "invalid key {key:?}: keys are 1-512 bytes of '/'-separated non-empty segments, without '..' or NUL"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadParams {
+    /// Serve from the local replica without asking the leader.
+    #[serde(default)]
+    stale: bool,
+}
+
+async fn kv_get(
+    State(ctx): Ctx,
+    Path(key): Path<String>,
+    Query(p): Query<ReadParams>,
+) -> Result<Json<KvEntry>, ApiError> {
+    check_key(&key)?;
+    if !p.stale {
+        ctx.meta.linearizable().await?;
+    }
+    let v = ctx.meta.read(|s| s.kv.get(&key).cloned());
+    match v {
+        Some(v) => Ok(Json(KvEntry {
+            key,
+            value: v.value,
+            revision: v.revision,
+        })),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no key {key}"))),
+    }
+}
+
+async fn kv_put(
+    State(ctx): Ctx,
+    Path(key): Path<String>,
+    JsonBody(req): JsonBody<KvPut>,
+) -> Result<Json<KvEntry>, ApiError> {
+    check_key(&key)?;
+    if req.value.len() > 64 * 1024 {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "values are at most 64 KiB"));
+    }
+    let written = ctx
+        .meta
+        .write(Command::KvPut {
+            key,
+            value: req.value,
+            if_revision: req.if_revision,
+        })
+        .await?;
+    metrics::counter!("wos_meta_writes_total").increment(1);
+    match written.outcome {
+        Outcome::Kv { key, value } => Ok(Json(KvEntry {
+            key,
+            value: value.value,
+            revision: value.revision,
+        })),
+        Outcome::Rejected { reason } => Err(rejected(reason)),
+        other => Err(internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+async fn prometheus(State(ctx): Ctx) -> Response {
+    let raft = ctx.meta.status();
+    metrics::gauge!("wos_raft_term").set(raft.term as f64);
+    metrics::gauge!("wos_raft_applied_index").set(raft.applied_index as f64);
+    metrics::gauge!("wos_raft_is_leader").set(if raft.is_leader { 1.0 } else { 0.0 });
+    for (state, label) in [
+        (MemberState::Alive, "alive"),
+        (MemberState::Suspect, "suspect"),
+        (MemberState::Dead, "dead"),
+    ] {
+        let n = ctx.membership.members().iter().filter(|m| m.state == state).count();
+        metrics::gauge!("wos_members", "state" => label).set(n as f64);
+    }
+    metrics::gauge!("wos_uptime_seconds").set(ctx.started.elapsed().as_secs_f64());
+    let body = ctx.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn raft_rpc(State(ctx): Ctx, Path(kind): Path<String>, body: Bytes) -> Result<Vec<u8>, ApiError> {
+    let kind = RpcKind::from_path(&kind).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown raft rpc"))?;
+    Ok(ctx.meta.handle_rpc(kind, &body).await?)
+}
+
+async fn leader_request(State(ctx): Ctx, body: Bytes) -> Result<Vec<u8>, ApiError> {
+    Ok(ctx.meta.handle_leader_request(&body).await?)
+}
+
+async fn gossip(State(ctx): Ctx, body: Bytes) -> StatusCode {
+    ctx.membership.receive(body.to_vec());
+    StatusCode::NO_CONTENT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_classified_and_unknown_ones_are_not() {
+        assert_eq!(classify(&Method::GET, "/v1/status"), Some((Action::Read, Object::Cell)));
+        assert_eq!(classify(&Method::POST, "/v1/users"), Some((Action::Administer, Object::Cell)));
+        assert_eq!(
+            classify(&Method::POST, "/v1/nodes/n1/promote"),
+            Some((Action::Administer, Object::Node("n1".into())))
+        );
+        assert_eq!(classify(&Method::POST, "/internal/raft/vote"), Some((Action::NodeRpc, Object::Cell)));
+        assert_eq!(classify(&Method::DELETE, "/v1/status"), None);
+        assert_eq!(classify(&Method::GET, "/v2/x"), None);
+    }
+
+    #[test]
+    fn keys_are_checked() {
+        assert!(check_key("a/b").is_ok());
+        for bad in ["", "a//b", "../x", "a/../b", "a\0"] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+    }
+}
