@@ -1,0 +1,208 @@
+//! Command-line definitions and dispatch.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{bench, client, daemon};
+
+#[derive(Parser)]
+#[command(name = "wos", version, about = "wos: many machines, one system", propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// How a client finds the cell and proves who it is.
+#[derive(Args, Clone, Debug)]
+pub struct Global {
+    /// API address of a node of the cell (host:port or https://host:port).
+    #[arg(long, global = true, env = "WOS_CELL")]
+    pub cell: Option<String>,
+    /// Identity file (certificate and key) to authenticate with.
+    #[arg(long, global = true, env = "WOS_IDENTITY")]
+    pub identity: Option<PathBuf>,
+    /// How long a request may take.
+    #[arg(long, global = true, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Start a working cell in the foreground with no configuration.
+    Up(UpArgs),
+    /// Create or manage a cell.
+    #[command(subcommand)]
+    Cell(CellCmd),
+    /// Run a node (after `wos cell init`, or joining with --join/--token).
+    Agent(AgentArgs),
+    /// Show the cell: name, leader, voters, node counts.
+    Status(JsonFlag),
+    /// Nodes of the cell.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Join tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Users (principals).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// The cell's replicated key-value space.
+    #[command(subcommand)]
+    Kv(KvCmd),
+    /// Measure the cell.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+#[derive(Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Data directory (default $XDG_DATA_HOME/wos, or ~/.local/share/wos).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Address of the (first) node's API.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub listen: String,
+    /// Start a local development cell of this many nodes (separate processes).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: u32,
+}
+
+#[derive(Subcommand)]
+pub enum CellCmd {
+    /// Create a cell: its CA, its first (core) node in --data, the admin identity, and a join token
+    /// (printed alone on the last line).
+    Init(InitArgs),
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// Cell name, e.g. lab.example.org.
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long)]
+    pub listen: String,
+    /// Address other nodes reach this node at (default: --listen).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Name of the first node (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Where to write the admin identity (default DATA/admin.identity).
+    #[arg(long)]
+    pub identity_out: Option<PathBuf>,
+    /// Lifetime of the printed join token.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub token_ttl: Duration,
+}
+
+#[derive(Args)]
+pub struct AgentArgs {
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Address other nodes reach this node at (default: --listen).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Address of a node of the cell to join (first start only).
+    #[arg(long, requires = "token")]
+    pub join: Option<String>,
+    /// Join token from `wos cell init` or `wos token create`.
+    #[arg(long, requires = "join")]
+    pub token: Option<String>,
+    /// Join as a core node (a Raft voter holding the cell's metadata).
+    #[arg(long, requires = "join")]
+    pub core: bool,
+    /// Node name (default: the host name; made unique within the cell).
+    #[arg(long, requires = "join")]
+    pub name: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum NodeCmd {
+    /// List the nodes with role, state, load and when each was last heard.
+    Ls(JsonFlag),
+    /// Make a node a core node (Raft voter).
+    Promote { node: String },
+    /// Make a core node a worker (Raft learner).
+    Demote { node: String },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Create a join token (printed alone on the last line).
+    Create {
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserCmd {
+    /// Add a user and write its identity file (default ./NAME.identity).
+    Add {
+        name: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Make the user a cell administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KvCmd {
+    /// Write a value (acknowledged once committed by a majority of core nodes).
+    Put {
+        key: String,
+        value: String,
+        /// Only if the key is at this revision (0: only if absent).
+        #[arg(long)]
+        if_revision: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read a value (linearizable unless --stale).
+    Get {
+        key: String,
+        #[arg(long)]
+        stale: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let g = cli.global;
+    match cli.command {
+        Cmd::Up(a) => daemon::up(a).await,
+        Cmd::Cell(CellCmd::Init(a)) => daemon::cell_init(a).await,
+        Cmd::Agent(a) => daemon::agent(a).await,
+        Cmd::Status(f) => client::status(&g, f.json).await,
+        Cmd::Node(NodeCmd::Ls(f)) => client::node_ls(&g, f.json).await,
+        Cmd::Node(NodeCmd::Promote { node }) => client::set_role(&g, &node, true).await,
+        Cmd::Node(NodeCmd::Demote { node }) => client::set_role(&g, &node, false).await,
+        Cmd::Token(TokenCmd::Create { ttl, json }) => client::token_create(&g, ttl, json).await,
+        Cmd::User(UserCmd::Add { name, out, admin }) => client::user_add(&g, &name, out, admin).await,
+        Cmd::Kv(KvCmd::Put { key, value, if_revision, json }) => {
+            client::kv_put(&g, &key, &value, if_revision, json).await
+        }
+        Cmd::Kv(KvCmd::Get { key, stale, json }) => client::kv_get(&g, &key, stale, json).await,
+        Cmd::Bench(b) => bench::run(&g, b).await,
+    }
+}
