@@ -147,6 +147,12 @@ impl ReferenceMonitor {
             Principal::Node(n) => (n, PeerKind::Node),
             Principal::User(n) => (n, PeerKind::User),
         };
+        // A node certificate is proof enough for node-to-node calls: the CA
+        // issues one only to a node the cell admitted, and a node that has
+        // just joined must accept Raft traffic before its replica knows anyone.
+        if kind == PeerKind::Node && action == Action::NodeRpc {
+            return Decision::Allow;
+        }
         let Some(record) = dir.principal(name).filter(|r| r.kind == kind) else {
             return deny(format!("{who} is not a principal of this cell (removed, or from another cell)"));
         };

@@ -107,7 +107,11 @@ impl NetworkClient {
                     timeout: ttl,
                 }));
             }
-            Ok(Err(e)) if e.is_connect() => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            // Unreachable makes openraft back off; a peer that refuses us
+            // (an HTTP error) should not be hammered either.
+            Ok(Err(e)) if e.is_connect() || e.is_status() => {
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
             Ok(Err(e)) => return Err(RPCError::Network(NetworkError::new(&e))),
             Ok(Ok(b)) => b,
         };
