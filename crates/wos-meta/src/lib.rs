@@ -123,6 +123,9 @@ impl Meta {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: 500,
             purge_batch_size: 256,
+            // A node that was cut off must not depose a healthy leader when it
+            // comes back with a higher term.
+            enable_pre_vote: Some(true),
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| MetaError::Fatal(e.to_string()))?);

@@ -1,0 +1,334 @@
+//! The cell, tested with real `wos` processes as separate hosts (network
+//! namespaces as root, loopback otherwise): formation, failure detection,
+//! leader failover, partitions, full restarts, authentication and bad input.
+//! Each test's comment names the promise of GUARANTEES.md it holds.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wos_api::{NodeState, Status};
+use wos_testkit::{Cell, wait_for};
+
+fn bin() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_wos"))
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The leader's name as node `via` reports it.
+fn leader_seen(cell: &Cell, via: usize) -> Option<String> {
+    cell.status(via).and_then(|s: Status| s.leader)
+}
+
+fn kv_put(cell: &Cell, via: usize, key: &str, value: &str) -> bool {
+    cell.wos(via, &["kv", "put", key, value]).status.success()
+}
+
+fn kv_get_stale(cell: &Cell, via: usize, key: &str) -> Option<String> {
+    let o = cell.wos(via, &["kv", "get", "--stale", key]);
+    o.status.success().then(|| stdout(&o).trim().to_string())
+}
+
+/// G1: a 3-node cell forms and every node lists all 3 alive within 5 s.
+#[test]
+fn three_nodes_form_a_cell_and_all_see_each_other_alive() {
+    let mut cell = Cell::prepare(bin(), 3).unwrap();
+    cell.init_first().unwrap();
+    cell.start_node(0).unwrap();
+    cell.wait_api(0, Duration::from_secs(15)).unwrap();
+    cell.join_node(1, true).unwrap();
+    cell.join_node(2, true).unwrap();
+    let took = cell.wait_all_alive(Duration::from_secs(5));
+    assert!(took.is_some(), "not all alive on all nodes within 5 s:\n{}", cell.logs());
+    // Everyone agrees on one leader and three voters.
+    let statuses: Vec<Status> = (0..3).map(|i| cell.status(i).unwrap()).collect();
+    let leader = statuses[0].leader.clone().expect("a leader");
+    for s in &statuses {
+        assert_eq!(s.leader.as_ref(), Some(&leader));
+        assert_eq!(s.nodes.alive, 3);
+    }
+    let voters = wait_for(Duration::from_secs(10), || {
+        cell.status(0).filter(|s| s.voters.len() == 3).map(|s| s.voters)
+    });
+    assert!(voters.is_some(), "the two --core joiners did not become voters:\n{}", cell.logs());
+    // The JSON listing has the documented fields.
+    let raw = stdout(&cell.wos(2, &["node", "ls", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    for n in v.as_array().unwrap() {
+        for field in ["name", "address", "role", "state"] {
+            assert!(n.get(field).is_some(), "missing {field} in {n}");
+        }
+        assert_eq!(n["state"], "alive");
+    }
+}
+
+/// G2: a SIGKILLed node is marked dead by the others within 10 s; restarted,
+/// it is alive again and has caught up with writes made while it was down.
+#[test]
+fn crashed_node_is_declared_dead_and_rejoins_caught_up() {
+    let mut cell = Cell::start(bin(), 3, 3).unwrap();
+    cell.crash(2);
+    let crashed_at = Instant::now();
+    let dead = wait_for(Duration::from_secs(10), || {
+        let seen = |via| cell.state_seen(via, "node-3") == Some(NodeState::Dead);
+        (seen(0) && seen(1)).then(|| crashed_at.elapsed())
+    });
+    assert!(dead.is_some(), "node-3 not dead on both survivors within 10 s:\n{}", cell.logs());
+    // Suspect comes before dead: the detector is SWIM, not a timeout.
+    assert!(kv_put(&cell, 0, "while-down", "v1"), "write with one node down failed");
+
+    cell.start_node(2).unwrap();
+    let alive = cell.wait_all_alive(Duration::from_secs(15));
+    assert!(alive.is_some(), "restarted node not alive everywhere:\n{}", cell.logs());
+    let caught_up = wait_for(Duration::from_secs(10), || {
+        (kv_get_stale(&cell, 2, "while-down").as_deref() == Some("v1")).then_some(())
+    });
+    assert!(caught_up.is_some(), "restarted node did not catch up:\n{}", cell.logs());
+}
+
+/// G3: SIGKILL the leader: a new leader within 5 s, writes go on, and no
+/// acknowledged write is lost.
+#[test]
+fn leader_crash_elects_a_new_leader_and_loses_no_acknowledged_write() {
+    let cell = Cell::start(bin(), 3, 3).unwrap();
+    let old = leader_seen(&cell, 0).expect("a leader");
+    let old_i = cell.index_of(&old);
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != old_i).collect();
+
+    // A writer on a survivor keeps writing through the crash; it records
+    // exactly the writes the cell acknowledged.
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cell = Arc::new(Mutex::new(cell));
+    let writer = {
+        let (cell, acked, stop) = (cell.clone(), acked.clone(), stop.clone());
+        let via = survivors[0];
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && i < 400 {
+                let key = format!("w/{i}");
+                let out = {
+                    let c = cell.lock().unwrap();
+                    c.wos(via, &["kv", "put", &key, &i.to_string()])
+                };
+                if out.status.success() {
+                    acked.lock().unwrap().push(key);
+                }
+                i += 1;
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let crashed_at = {
+        let mut c = cell.lock().unwrap();
+        c.crash(old_i);
+        Instant::now()
+    };
+    let new_leader = wait_for(Duration::from_secs(5), || {
+        let c = cell.lock().unwrap();
+        let l = leader_seen(&c, survivors[1])?;
+        (l != old).then_some((l, crashed_at.elapsed()))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    let cell = cell.lock().unwrap();
+    assert!(new_leader.is_some(), "no new leader within 5 s:\n{}", cell.logs());
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 5, "too few writes acknowledged: {}", acked.len());
+    // Every acknowledged write is there, read linearizably from the other survivor.
+    for key in &acked {
+        let out = cell.wos(survivors[1], &["kv", "get", key]);
+        assert!(out.status.success(), "acknowledged write {key} lost: {}", stderr(&out));
+    }
+    assert!(kv_put(&cell, survivors[1], "after", "x"), "writes do not go on after failover");
+}
+
+/// G4: partition one core node of three: the majority goes on; on the cut-off
+/// node, requests that need the leader fail with a clear error in bounded
+/// time; after healing it converges.
+#[test]
+fn partitioned_minority_fails_fast_and_converges_after_heal() {
+    let cell = Cell::start(bin(), 3, 3).unwrap();
+    if !cell.can_partition() {
+        eprintln!("skipped: partitions need root (network namespaces)");
+        return;
+    }
+    let leader = leader_seen(&cell, 0).expect("a leader");
+    let leader_i = cell.index_of(&leader);
+    let cut = (0..3).find(|i| *i != leader_i).unwrap();
+    let other = (0..3).find(|i| *i != leader_i && *i != cut).unwrap();
+    cell.partition(cut).unwrap();
+
+    assert!(kv_put(&cell, other, "during", "majority"), "majority cannot write:\n{}", cell.logs());
+    let started = Instant::now();
+    let out = cell.wos(cut, &["kv", "put", "minority", "x"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(6), "expected exit 6 (unavailable): {}", stderr(&out));
+    assert!(stderr(&out).contains("no metadata leader"), "unclear error: {}", stderr(&out));
+    assert!(took < Duration::from_secs(10), "minority write took {took:?}");
+    let out = cell.wos(cut, &["kv", "get", "during"]);
+    assert_eq!(out.status.code(), Some(6), "linearizable read on the minority: {}", stderr(&out));
+    // What the minority node can do alone still works: its own view.
+    assert!(cell.status(cut).is_some());
+
+    cell.heal(cut).unwrap();
+    let converged = wait_for(Duration::from_secs(30), || {
+        (kv_get_stale(&cell, cut, "during").as_deref() == Some("majority")).then_some(())
+    });
+    assert!(converged.is_some(), "healed node did not converge:\n{}", cell.logs());
+    assert!(kv_put(&cell, cut, "healed", "x"), "healed node cannot write");
+    assert!(cell.wos(other, &["kv", "get", "minority"]).status.code() == Some(4), "refused write was applied");
+}
+
+/// G5: stop every node, start them again: the cell resumes with all metadata.
+#[test]
+fn full_stop_and_start_resumes_with_all_metadata() {
+    let mut cell = Cell::start(bin(), 3, 3).unwrap();
+    for i in 0..20 {
+        assert!(kv_put(&cell, i % 3, &format!("k/{i}"), &format!("v{i}")));
+    }
+    let alice = cell.dir.path().join("alice.identity");
+    let out = cell.wos(0, &["user", "add", "alice", "--out", alice.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for i in 0..3 {
+        cell.stop(i);
+    }
+    for i in 0..3 {
+        cell.start_node(i).unwrap();
+    }
+    assert!(cell.wait_all_alive(Duration::from_secs(30)).is_some(), "{}", cell.logs());
+    for i in 0..20 {
+        let out = cell.wos(i % 3, &["kv", "get", &format!("k/{i}")]);
+        assert!(out.status.success(), "k/{i} lost: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), format!("v{i}"));
+    }
+    let out = cell.wos_as(1, &alice, &["status"]);
+    assert!(out.status.success(), "alice lost: {}", stderr(&out));
+}
+
+/// G6: a wrong or expired join token, a client with no credentials and a
+/// plain user calling an admin action are refused with 401/403 and a message,
+/// and change nothing.
+#[test]
+fn bad_tokens_anonymous_clients_and_plain_users_are_refused() {
+    let mut cell = Cell::prepare(bin(), 3).unwrap();
+    cell.init_first().unwrap();
+    cell.start_node(0).unwrap();
+    cell.wait_api(0, Duration::from_secs(15)).unwrap();
+
+    // A wrong secret (same cell, so the CA check passes and the cell judges it).
+    let good = cell.token.clone();
+    let (prefix, _) = good.rsplit_once('.').unwrap();
+    cell.token = format!("{prefix}.{}", "0".repeat(32));
+    cell.join_node(1, false).unwrap();
+    let refused = wait_for(Duration::from_secs(15), || {
+        let log = cell.log(1);
+        log.contains("refused to admit").then_some(log)
+    });
+    let log = refused.unwrap_or_else(|| panic!("wrong token not refused:\n{}", cell.logs()));
+    assert!(log.contains("401"), "{log}");
+    assert!(log.contains("wrong secret"), "{log}");
+
+    // An expired token.
+    let out = cell.wos(0, &["token", "create", "--ttl", "1s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    cell.token = stdout(&out).lines().last().unwrap().to_string();
+    std::thread::sleep(Duration::from_secs(2));
+    cell.crash(1);
+    cell.join_node(2, false).unwrap();
+    let refused = wait_for(Duration::from_secs(15), || {
+        let log = cell.log(2);
+        log.contains("refused to admit").then_some(log)
+    });
+    let log = refused.unwrap_or_else(|| panic!("expired token not refused:\n{}", cell.logs()));
+    assert!(log.contains("expired"), "{log}");
+    let nodes = cell.node_ls(0).unwrap();
+    assert_eq!(nodes.len(), 1, "a refused join changed the cell: {nodes:?}");
+
+    // No credentials at all.
+    let (code, body) = cell.curl(0, None, "GET", "/v1/status", &[]);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("no credentials"), "{body}");
+    let (code, _) = cell.curl(0, None, "PUT", "/v1/kv/x", &["-H", "content-type: application/json", "-d", r#"{"value":"v"}"#]);
+    assert_eq!(code, 401);
+
+    // A plain user reads status but cannot add users or tokens.
+    let alice = cell.dir.path().join("alice.identity");
+    let out = cell.wos(0, &["user", "add", "alice", "--out", alice.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(cell.wos_as(0, &alice, &["status"]).status.success());
+    let bob = cell.dir.path().join("bob.identity");
+    let out = cell.wos_as(0, &alice, &["user", "add", "bob", "--out", bob.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("may not administer"), "{}", stderr(&out));
+    assert!(!bob.exists());
+    let out = cell.wos_as(0, &alice, &["token", "create"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let (code, body) = cell.curl(0, Some(&alice), "POST", "/v1/nodes/node-1/demote", &[]);
+    assert_eq!(code, 403, "{body}");
+    // Nothing changed: bob does not exist (the admin can create him), the
+    // node is still core.
+    let out = cell.wos(0, &["user", "add", "bob", "--out", bob.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(cell.status(0).unwrap().voters, vec!["node-1".to_string()]);
+    // A user identity file readable by others is refused by the CLI.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&alice, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = cell.wos_as(0, &alice, &["status"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+}
+
+/// G7: malformed requests get a 4xx with a message, never a crash.
+#[test]
+fn malformed_requests_get_4xx_with_a_message() {
+    let cell = Cell::start(bin(), 1, 1).unwrap();
+    let admin = cell.admin.clone();
+    let json = ["-H", "content-type: application/json"];
+    let cases: Vec<(&str, &str, Vec<&str>, u16, &str)> = vec![
+        ("PUT", "/v1/kv/a", vec!["-d", "{not json"], 400, "invalid request body"),
+        ("PUT", "/v1/kv/a", vec!["-d", r#"{"value":"x","bogus":1}"#], 422, "unknown field"),
+        ("PUT", "/v1/kv/a", vec!["-d", r#"{"value":7}"#], 422, "invalid type"),
+        ("PUT", "/v1/kv/a//b", vec!["-d", r#"{"value":"x"}"#], 400, "invalid key"),
+        ("POST", "/v1/tokens", vec!["-d", r#"{"ttl_secs":0}"#], 400, "ttl_secs"),
+        ("POST", "/v1/users", vec!["-d", r#"{"name":"Bad Name","public_key_pem":"x"}"#], 400, "invalid name"),
+        ("POST", "/v1/users", vec!["-d", r#"{"name":"carol","public_key_pem":"not a key"}"#], 400, "public key"),
+        ("POST", "/v1/nodes/nobody/promote", vec![], 404, "no node named"),
+        ("GET", "/v1/nothing-here", vec![], 404, "no such endpoint"),
+        ("POST", "/internal/raft/append", vec!["-d", "garbage"], 403, "may not"),
+    ];
+    for (method, path, extra, want, needle) in cases {
+        let mut args: Vec<&str> = json.to_vec();
+        args.extend(extra);
+        let (code, body) = cell.curl(0, Some(&admin), method, path, &args);
+        assert_eq!(code, want, "{method} {path}: {body}");
+        let msg: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+        let text = msg["error"].as_str().unwrap_or_default();
+        assert!(text.to_lowercase().contains(needle), "{method} {path}: {text}");
+    }
+    // Missing content type.
+    let (code, _) = cell.curl(0, Some(&admin), "PUT", "/v1/kv/a", &["-d", r#"{"value":"x"}"#]);
+    assert_eq!(code, 415);
+    // A huge body is cut off at the limit.
+    let big = cell.dir.path().join("big.json");
+    std::fs::write(&big, format!(r#"{{"value":"{}"}}"#, "x".repeat(3 << 20))).unwrap();
+    let at = format!("@{}", big.display());
+    let (code, body) = cell.curl(0, Some(&admin), "PUT", "/v1/kv/a", &["-H", "content-type: application/json", "--data-binary", &at]);
+    assert_eq!(code, 413, "{body}");
+    // Plain garbage on the TLS port does not hurt the node.
+    let host = cell.hosts[0].addr.clone();
+    let (h, p) = host.rsplit_once(':').unwrap();
+    let _ = cell.exec(0, "bash", &["-c", &format!("head -c 100000 /dev/urandom > /dev/tcp/{h}/{p}")]);
+    // Nothing above changed the cell, and it still serves.
+    let out = cell.wos(0, &["kv", "get", "a"]);
+    assert_eq!(out.status.code(), Some(4), "a refused write was applied: {}", stdout(&out));
+    assert!(cell.status(0).is_some(), "node died:\n{}", cell.logs());
+    assert!(kv_put(&cell, 0, "a", "ok"));
+}
