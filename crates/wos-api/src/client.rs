@@ -55,7 +55,9 @@ impl ApiFailure {
         ApiFailure {
             kind: ErrorKind::Unavailable,
             status: None,
-            message: format!("request to {url} {what}: {e} (is the node running? check --cell / WOS_CELL)"),
+            message: format!(
+                "request to {url} {what}: {e} (is the node running? check --cell / WOS_CELL)"
+            ),
         }
     }
 }
@@ -90,21 +92,38 @@ impl Client {
         &self.http
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ApiFailure> {
-        let resp = req.send().await.map_err(|e| ApiFailure::transport(&self.base, e))?;
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ApiFailure> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ApiFailure::transport(&self.base, e))?;
         decode(resp).await
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiFailure> {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
-    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ApiFailure> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiFailure> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
     }
 
-    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ApiFailure> {
-        self.send(self.http.put(format!("{}{path}", self.base)).json(body)).await
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiFailure> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body))
+            .await
     }
 
     pub async fn status(&self) -> Result<Status, ApiFailure> {
@@ -115,8 +134,16 @@ impl Client {
         self.get("/v1/nodes").await
     }
 
-    pub async fn kv_put(&self, key: &str, value: &str, if_revision: Option<u64>) -> Result<KvEntry, ApiFailure> {
-        let body = KvPut { value: value.to_string(), if_revision };
+    pub async fn kv_put(
+        &self,
+        key: &str,
+        value: &str,
+        if_revision: Option<u64>,
+    ) -> Result<KvEntry, ApiFailure> {
+        let body = KvPut {
+            value: value.to_string(),
+            if_revision,
+        };
         self.put(&format!("/v1/kv/{key}"), &body).await
     }
 

@@ -14,7 +14,9 @@ pub enum IdentityError {
     Read { path: String, cause: String },
     #[error("identity file {path} is not valid: {cause}")]
     Parse { path: String, cause: String },
-    #[error("identity file {path} is readable by other users (mode {mode:o}): run `chmod 600 {path}`")]
+    #[error(
+        "identity file {path} is readable by other users (mode {mode:o}): run `chmod 600 {path}`"
+    )]
     Exposed { path: String, mode: u32 },
     #[error("cannot write {path}: {cause}")]
     Write { path: String, cause: String },

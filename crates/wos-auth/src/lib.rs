@@ -12,7 +12,9 @@
 mod monitor;
 mod token;
 
-pub use monitor::{Action, Decision, Denial, Object, Principal, PrincipalDirectory, ReferenceMonitor};
+pub use monitor::{
+    Action, Decision, Denial, Object, Principal, PrincipalDirectory, ReferenceMonitor,
+};
 pub use token::{JoinToken, TokenError, TokenRecord};
 
 use serde::{Deserialize, Serialize};

@@ -16,8 +16,14 @@ impl From<&PeerId> for Principal {
     fn from(p: &PeerId) -> Principal {
         match p {
             PeerId::Anonymous => Principal::Anonymous,
-            PeerId::Principal { kind: PeerKind::Node, name } => Principal::Node(name.clone()),
-            PeerId::Principal { kind: PeerKind::User, name } => Principal::User(name.clone()),
+            PeerId::Principal {
+                kind: PeerKind::Node,
+                name,
+            } => Principal::Node(name.clone()),
+            PeerId::Principal {
+                kind: PeerKind::User,
+                name,
+            } => Principal::User(name.clone()),
         }
     }
 }
@@ -154,7 +160,9 @@ impl ReferenceMonitor {
             return Decision::Allow;
         }
         let Some(record) = dir.principal(name).filter(|r| r.kind == kind) else {
-            return deny(format!("{who} is not a principal of this cell (removed, or from another cell)"));
+            return deny(format!(
+                "{who} is not a principal of this cell (removed, or from another cell)"
+            ));
         };
         let allowed = match action {
             Action::FetchCa | Action::Join => true,
@@ -195,7 +203,12 @@ mod tests {
         let rec = |name: &str, kind, admin| {
             (
                 name.to_string(),
-                PrincipalRecord { name: name.into(), kind, admin, created: 0 },
+                PrincipalRecord {
+                    name: name.into(),
+                    kind,
+                    admin,
+                    created: 0,
+                },
             )
         };
         Dir(HashMap::from([
@@ -217,16 +230,34 @@ mod tests {
         let admin = Principal::User("admin".into());
         let node = Principal::Node("n1".into());
         assert_eq!(decide(anon.clone(), Join), Decision::Allow);
-        assert!(matches!(decide(anon, Read), Decision::Deny(Denial { unauthenticated: true, .. })));
+        assert!(matches!(
+            decide(anon, Read),
+            Decision::Deny(Denial {
+                unauthenticated: true,
+                ..
+            })
+        ));
         assert_eq!(decide(alice.clone(), Read), Decision::Allow);
-        assert!(matches!(decide(alice.clone(), Administer), Decision::Deny(Denial { unauthenticated: false, .. })));
+        assert!(matches!(
+            decide(alice.clone(), Administer),
+            Decision::Deny(Denial {
+                unauthenticated: false,
+                ..
+            })
+        ));
         assert!(matches!(decide(alice, NodeRpc), Decision::Deny(_)));
         assert_eq!(decide(admin.clone(), Administer), Decision::Allow);
         assert!(matches!(decide(admin, NodeRpc), Decision::Deny(_)));
         assert_eq!(decide(node.clone(), NodeRpc), Decision::Allow);
         assert!(matches!(decide(node, Administer), Decision::Deny(_)));
         // A user certificate whose name is a node's does not make it that node.
-        assert!(matches!(decide(Principal::User("n1".into()), NodeRpc), Decision::Deny(_)));
-        assert!(matches!(decide(Principal::User("mallory".into()), Read), Decision::Deny(_)));
+        assert!(matches!(
+            decide(Principal::User("n1".into()), NodeRpc),
+            Decision::Deny(_)
+        ));
+        assert!(matches!(
+            decide(Principal::User("mallory".into()), Read),
+            Decision::Deny(_)
+        ));
     }
 }

@@ -11,7 +11,9 @@ const PREFIX: &str = "wosjoin1";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
-    #[error("malformed join token: expected wosjoin1.<fingerprint>.<id>.<secret> (create one with `wos token create`)")]
+    #[error(
+        "malformed join token: expected wosjoin1.<fingerprint>.<id>.<secret> (create one with `wos token create`)"
+    )]
     Malformed,
 }
 
@@ -70,7 +72,11 @@ impl JoinToken {
 
 impl std::fmt::Display for JoinToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{PREFIX}.{}.{}.{}", self.ca_fingerprint, self.id, self.secret)
+        write!(
+            f,
+            "{PREFIX}.{}.{}.{}",
+            self.ca_fingerprint, self.id, self.secret
+        )
     }
 }
 
@@ -109,7 +115,13 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_refused() {
-        for bad in ["", "wosjoin1", "wosjoin1.zz.11.22", "x.aa.bb.cc", "wosjoin1.aa.bb"] {
+        for bad in [
+            "",
+            "wosjoin1",
+            "wosjoin1.zz.11.22",
+            "x.aa.bb.cc",
+            "wosjoin1.aa.bb",
+        ] {
             assert_eq!(JoinToken::parse(bad), Err(TokenError::Malformed), "{bad}");
         }
     }

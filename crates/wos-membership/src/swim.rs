@@ -84,10 +84,17 @@ impl BroadcastHandler<SwimId> for SensorHandler {
     type Key = SensorKey;
     type Error = postcard::Error;
 
-    fn receive_item(&mut self, data: &[u8], _sender: Option<&SwimId>) -> Result<Option<SensorKey>, postcard::Error> {
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        _sender: Option<&SwimId>,
+    ) -> Result<Option<SensorKey>, postcard::Error> {
         let (key, _) = postcard::take_from_bytes::<SensorKey>(data)?;
         let mut table = self.table.lock().expect("sensor table lock");
-        if table.get(&key.node).is_some_and(|(v, _, _)| *v >= key.version) {
+        if table
+            .get(&key.node)
+            .is_some_and(|(v, _, _)| *v >= key.version)
+        {
             return Ok(None);
         }
         let msg: SensorMsg = postcard::from_bytes(data)?;
@@ -177,7 +184,9 @@ impl Runtime<SwimId> for Collect {
     fn notify(&mut self, n: Notification<'_, SwimId>) {
         match n {
             Notification::MemberUp(id) => tracing::info!("member up: {} ({})", id.name, id.addr),
-            Notification::MemberDown(id) => tracing::warn!("member down: {} ({})", id.name, id.addr),
+            Notification::MemberDown(id) => {
+                tracing::warn!("member down: {} ({})", id.name, id.addr)
+            }
             other => tracing::debug!("membership: {other:?}"),
         }
     }
@@ -214,7 +223,9 @@ impl Membership {
             foca_config(&cfg),
             rand::make_rng::<StdRng>(),
             PostcardCodec,
-            SensorHandler { table: table.clone() },
+            SensorHandler {
+                table: table.clone(),
+            },
         );
         let actor = Actor {
             foca,
@@ -266,7 +277,10 @@ impl Membership {
             if &id.name == my_name || id.name.is_empty() {
                 continue;
             }
-            if newest.get(&id.name).is_none_or(|(old, _)| old.bump < id.bump) {
+            if newest
+                .get(&id.name)
+                .is_none_or(|(old, _)| old.bump < id.bump)
+            {
                 newest.insert(id.name.clone(), (id.clone(), *state));
             }
         }
@@ -342,7 +356,11 @@ impl Actor {
     /// and rejoins after a partition heals or when foca went idle.
     fn rejoin(&mut self) {
         let me = self.foca.identity().addr.clone();
-        let active: Vec<String> = self.foca.iter_members().map(|m| m.id().addr.clone()).collect();
+        let active: Vec<String> = self
+            .foca
+            .iter_members()
+            .map(|m| m.id().addr.clone())
+            .collect();
         for seed in self.seeds.clone() {
             if seed != me && !active.contains(&seed) {
                 let placeholder = SwimId {
@@ -374,7 +392,12 @@ impl Actor {
             let http = self.http.clone();
             tokio::spawn(async move {
                 let url = format!("https://{addr}{GOSSIP_PATH}");
-                let sent = http.post(&url).timeout(Duration::from_secs(1)).body(bytes).send().await;
+                let sent = http
+                    .post(&url)
+                    .timeout(Duration::from_secs(1))
+                    .body(bytes)
+                    .send()
+                    .await;
                 if let Err(e) = sent {
                     tracing::trace!("gossip to {addr}: {e}");
                 }

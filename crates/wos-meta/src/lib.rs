@@ -39,7 +39,9 @@ use crate::types::Raft;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
-    #[error("no metadata leader reachable from this node within {waited_ms} ms ({detail}): the cell may have lost its quorum or this node is cut off from it; retry when the cell is healthy")]
+    #[error(
+        "no metadata leader reachable from this node within {waited_ms} ms ({detail}): the cell may have lost its quorum or this node is cut off from it; retry when the cell is healthy"
+    )]
     NoLeader { waited_ms: u128, detail: String },
     #[error("metadata store failure: {0}")]
     Fatal(String),
@@ -60,16 +62,28 @@ pub struct MetaConfig {
 /// A request only the leader can serve, forwarded by other nodes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum LeaderRequest {
-    Write(Command),
+    /// `deadline_ms` (Unix ms) is when the asking node gives up: a request
+    /// that reaches the leader later (say, held in a TCP buffer across a
+    /// partition) is refused, so that a write reported as failed is not
+    /// applied behind the caller's back.
+    Write {
+        cmd: Command,
+        deadline_ms: u64,
+    },
     ReadIndex,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum LeaderReply {
-    Written { outcome: Outcome, index: u64 },
+    Written {
+        outcome: Outcome,
+        index: u64,
+    },
     ReadIndex(u64),
     /// This node is not (or no longer) the leader.
     NotLeader,
+    /// The request arrived after its deadline and was not served.
+    Expired,
     Failed(String),
 }
 
@@ -108,12 +122,24 @@ struct Inner {
     leader_wait: Duration,
 }
 
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 const LEADER_PATH: &str = "/internal/meta/leader";
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 impl Meta {
     /// Opens the node's Raft group member from the store and starts it.
-    pub async fn start(store: Store, id: u64, cfg: &MetaConfig, http: reqwest::Client) -> Result<Meta, MetaError> {
+    pub async fn start(
+        store: Store,
+        id: u64,
+        cfg: &MetaConfig,
+        http: reqwest::Client,
+    ) -> Result<Meta, MetaError> {
         let config = Config {
             cluster_name: "wos".into(),
             heartbeat_interval: cfg.heartbeat_ms,
@@ -128,10 +154,18 @@ impl Meta {
             enable_pre_vote: Some(true),
             ..Default::default()
         };
-        let config = Arc::new(config.validate().map_err(|e| MetaError::Fatal(e.to_string()))?);
-        let log = log_store::LogStore::new(store.clone()).map_err(|e| MetaError::Fatal(e.to_string()))?;
+        let config = Arc::new(
+            config
+                .validate()
+                .map_err(|e| MetaError::Fatal(e.to_string()))?,
+        );
+        let log =
+            log_store::LogStore::new(store.clone()).map_err(|e| MetaError::Fatal(e.to_string()))?;
         let sm = sm::StateMachine::open(store).map_err(|e| MetaError::Fatal(e.to_string()))?;
-        let net = network::NetworkFactory { my_id: id, http: http.clone() };
+        let net = network::NetworkFactory {
+            my_id: id,
+            http: http.clone(),
+        };
         let raft = Raft::new(id, config, net, log, sm.clone())
             .await
             .map_err(|e| MetaError::Fatal(e.to_string()))?;
@@ -176,16 +210,25 @@ impl Meta {
             learners: membership.learner_ids().collect(),
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
             is_leader: m.state == ServerState::Leader,
-            addresses: membership.nodes().map(|(id, n)| (*id, n.addr.clone())).collect(),
+            addresses: membership
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect(),
         }
     }
 
     /// Commits `cmd` (forwarding it to the leader if need be).
     pub async fn write(&self, cmd: Command) -> Result<Written, MetaError> {
         let started = Instant::now();
-        match self.until_leader_answers(started, LeaderRequest::Write(cmd)).await? {
+        let deadline_ms = unix_millis() + self.inner.leader_wait.as_millis() as u64;
+        match self
+            .until_leader_answers(started, LeaderRequest::Write { cmd, deadline_ms })
+            .await?
+        {
             LeaderReply::Written { outcome, index } => Ok(Written { outcome, index }),
-            other => Err(MetaError::Fatal(format!("unexpected leader reply {other:?}"))),
+            other => Err(MetaError::Fatal(format!(
+                "unexpected leader reply {other:?}"
+            ))),
         }
     }
 
@@ -193,9 +236,16 @@ impl Meta {
     /// acknowledged before this call began.
     pub async fn linearizable(&self) -> Result<(), MetaError> {
         let started = Instant::now();
-        let index = match self.until_leader_answers(started, LeaderRequest::ReadIndex).await? {
+        let index = match self
+            .until_leader_answers(started, LeaderRequest::ReadIndex)
+            .await?
+        {
             LeaderReply::ReadIndex(i) => i,
-            other => return Err(MetaError::Fatal(format!("unexpected leader reply {other:?}"))),
+            other => {
+                return Err(MetaError::Fatal(format!(
+                    "unexpected leader reply {other:?}"
+                )));
+            }
         };
         let left = self.inner.leader_wait.saturating_sub(started.elapsed());
         self.inner
@@ -212,7 +262,11 @@ impl Meta {
 
     /// Serves `req` here if this node leads, else forwards it to the leader;
     /// retries while no leader is known, until `leader_wait` has passed.
-    async fn until_leader_answers(&self, started: Instant, req: LeaderRequest) -> Result<LeaderReply, MetaError> {
+    async fn until_leader_answers(
+        &self,
+        started: Instant,
+        req: LeaderRequest,
+    ) -> Result<LeaderReply, MetaError> {
         let mut last_problem = String::from("no leader known");
         loop {
             let left = self.inner.leader_wait.saturating_sub(started.elapsed());
@@ -248,13 +302,24 @@ impl Meta {
             };
             match reply {
                 LeaderReply::NotLeader => tokio::time::sleep(RETRY_PAUSE.min(left)).await,
+                LeaderReply::Expired => {
+                    return Err(MetaError::NoLeader {
+                        waited_ms: started.elapsed().as_millis(),
+                        detail: "the request reached the leader after this node gave up; it was not applied".into(),
+                    });
+                }
                 LeaderReply::Failed(msg) => return Err(MetaError::Fatal(msg)),
                 ok => return Ok(ok),
             }
         }
     }
 
-    async fn forward(&self, addr: &str, req: &LeaderRequest, timeout: Duration) -> Result<LeaderReply, String> {
+    async fn forward(
+        &self,
+        addr: &str,
+        req: &LeaderRequest,
+        timeout: Duration,
+    ) -> Result<LeaderReply, String> {
         let body = postcard::to_allocvec(req).map_err(|e| e.to_string())?;
         let resp = self
             .inner
@@ -276,15 +341,21 @@ impl Meta {
     pub async fn serve_as_leader(&self, req: LeaderRequest) -> LeaderReply {
         let raft = &self.inner.raft;
         match req {
-            LeaderRequest::Write(cmd) => match raft.client_write(cmd).await {
-                Ok(resp) => LeaderReply::Written {
-                    index: resp.log_id.index,
-                    outcome: resp.data,
-                },
-                Err(e) if e.forward_to_leader().is_some() => LeaderReply::NotLeader,
-                Err(e) => LeaderReply::Failed(e.to_string()),
-            },
-            LeaderRequest::ReadIndex => match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            LeaderRequest::Write { cmd, deadline_ms } => {
+                if unix_millis() > deadline_ms {
+                    return LeaderReply::Expired;
+                }
+                match raft.client_write(cmd).await {
+                    Ok(resp) => LeaderReply::Written {
+                        index: resp.log_id.index,
+                        outcome: resp.data,
+                    },
+                    Err(e) if e.forward_to_leader().is_some() => LeaderReply::NotLeader,
+                    Err(e) => LeaderReply::Failed(e.to_string()),
+                }
+            }
+            LeaderRequest::ReadIndex => match raft.ensure_linearizable(ReadPolicy::ReadIndex).await
+            {
                 Ok(read) => LeaderReply::ReadIndex(read.index()),
                 Err(e) if e.forward_to_leader().is_some() => LeaderReply::NotLeader,
                 Err(e) => LeaderReply::Failed(e.to_string()),
@@ -294,7 +365,8 @@ impl Meta {
 
     /// Handles a forwarded leader request arriving over HTTP (postcard bytes).
     pub async fn handle_leader_request(&self, body: &[u8]) -> Result<Vec<u8>, MetaError> {
-        let req: LeaderRequest = postcard::from_bytes(body).map_err(|e| MetaError::BadRequest(e.to_string()))?;
+        let req: LeaderRequest =
+            postcard::from_bytes(body).map_err(|e| MetaError::BadRequest(e.to_string()))?;
         let reply = if self.status().is_leader {
             self.serve_as_leader(req).await
         } else {

@@ -86,12 +86,18 @@ pub struct NetworkClient {
 }
 
 impl NetworkClient {
-    async fn call<Req, Resp>(&self, kind: RpcKind, req: &Req, ttl: Duration) -> Result<Resp, RPCError<TypeConfig>>
+    async fn call<Req, Resp>(
+        &self,
+        kind: RpcKind,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
     {
-        let body = postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let body =
+            postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let url = format!("https://{}/internal/raft/{}", self.addr, kind.path());
         let send = async {
             let resp = self.http.post(&url).body(body).send().await?;
@@ -168,12 +174,17 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(RpcKind::TransferLeader, &req, option.hard_ttl()).await
+        self.call(RpcKind::TransferLeader, &req, option.hard_ttl())
+            .await
     }
 }
 
 /// Server side: decodes an RPC, hands it to the local Raft, encodes the answer.
-pub async fn handle_rpc(raft: &crate::types::Raft, kind: RpcKind, body: &[u8]) -> Result<Vec<u8>, postcard::Error> {
+pub async fn handle_rpc(
+    raft: &crate::types::Raft,
+    kind: RpcKind,
+    body: &[u8],
+) -> Result<Vec<u8>, postcard::Error> {
     fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, postcard::Error> {
         postcard::to_allocvec(v)
     }
@@ -184,7 +195,13 @@ pub async fn handle_rpc(raft: &crate::types::Raft, kind: RpcKind, body: &[u8]) -
         RpcKind::Snapshot => {
             let (vote, meta, data): (Vote, SnapMeta, SnapshotData) = postcard::from_bytes(body)?;
             let res: Result<SnapshotResponse<TypeConfig>, RaftError<TypeConfig>> = raft
-                .install_full_snapshot(vote, Snap { meta, snapshot: data })
+                .install_full_snapshot(
+                    vote,
+                    Snap {
+                        meta,
+                        snapshot: data,
+                    },
+                )
                 .await
                 .map_err(RaftError::Fatal);
             enc(&res)

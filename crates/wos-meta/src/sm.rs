@@ -50,7 +50,10 @@ impl StateMachine {
     /// Opens the state machine, restoring the last stored snapshot.
     pub fn open(store: Store) -> Result<StateMachine, io::Error> {
         let mut applied = Applied::default();
-        if let Some(snap) = store.get::<StoredSnapshot>(SNAPSHOT, CURRENT).map_err(io_err)? {
+        if let Some(snap) = store
+            .get::<StoredSnapshot>(SNAPSHOT, CURRENT)
+            .map_err(io_err)?
+        {
             applied = decode_snapshot(&snap.meta, &snap.data)?;
         }
         Ok(StateMachine {
@@ -95,7 +98,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             .await
             .map_err(io_err)?
             .map_err(io_err)?;
-        Ok(Snap { meta, snapshot: data })
+        Ok(Snap {
+            meta,
+            snapshot: data,
+        })
     }
 }
 
@@ -135,7 +141,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapMeta,
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
         let applied = decode_snapshot(meta, &snapshot)?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
@@ -151,7 +161,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snap>, io::Error> {
-        let stored = self.store.get::<StoredSnapshot>(SNAPSHOT, CURRENT).map_err(io_err)?;
+        let stored = self
+            .store
+            .get::<StoredSnapshot>(SNAPSHOT, CURRENT)
+            .map_err(io_err)?;
         Ok(stored.map(|s| Snap {
             meta: s.meta,
             snapshot: s.data,

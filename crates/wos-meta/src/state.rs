@@ -61,11 +61,21 @@ pub enum Command {
         core: bool,
     },
     /// Make a node a voter (`core`) or a learner.
-    SetNodeRole { name: String, core: bool },
+    SetNodeRole {
+        name: String,
+        core: bool,
+    },
     /// A known node moved to another address.
-    SetNodeAddress { name: String, address: String },
-    AddPrincipal { record: PrincipalRecord },
-    AddToken { record: TokenRecord },
+    SetNodeAddress {
+        name: String,
+        address: String,
+    },
+    AddPrincipal {
+        record: PrincipalRecord,
+    },
+    AddToken {
+        record: TokenRecord,
+    },
     KvPut {
         key: String,
         value: String,
@@ -80,10 +90,17 @@ pub enum Command {
 pub enum Outcome {
     Done,
     /// The node was admitted under this (unique) name.
-    NodeAdmitted { name: String },
-    Kv { key: String, value: KvValue },
+    NodeAdmitted {
+        name: String,
+    },
+    Kv {
+        key: String,
+        value: KvValue,
+    },
     /// The command was refused and changed nothing.
-    Rejected { reason: Rejection },
+    Rejected {
+        reason: Rejection,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,16 +127,31 @@ impl CellState {
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Outcome {
         match cmd {
             Command::Noop => Outcome::Done,
-            Command::InitCell { cell, admin, first_node } => {
+            Command::InitCell {
+                cell,
+                admin,
+                first_node,
+            } => {
                 if !self.cell.is_empty() {
-                    return reject(Rejection::Exists(format!("cell {} is already initialised", self.cell)));
+                    return reject(Rejection::Exists(format!(
+                        "cell {} is already initialised",
+                        self.cell
+                    )));
                 }
                 self.cell = cell.clone();
                 self.principals.insert(admin.name.clone(), admin.clone());
                 self.add_node(first_node.clone());
                 Outcome::Done
             }
-            Command::RegisterNode { token_id, token_secret, now, name, id, address, core } => {
+            Command::RegisterNode {
+                token_id,
+                token_secret,
+                now,
+                name,
+                id,
+                address,
+                core,
+            } => {
                 let Some(token) = self.tokens.get(token_id) else {
                     return reject(Rejection::BadToken(
                         "join token is not valid for this cell (unknown token id)".into(),
@@ -172,7 +204,11 @@ impl CellState {
                 self.tokens.insert(record.id.clone(), record.clone());
                 Outcome::Done
             }
-            Command::KvPut { key, value, if_revision } => {
+            Command::KvPut {
+                key,
+                value,
+                if_revision,
+            } => {
                 let current = self.kv.get(key).map(|v| v.revision).unwrap_or(0);
                 if let Some(expected) = if_revision {
                     if *expected != current {
@@ -181,9 +217,15 @@ impl CellState {
                         )));
                     }
                 }
-                let v = KvValue { value: value.clone(), revision: index };
+                let v = KvValue {
+                    value: value.clone(),
+                    revision: index,
+                };
                 self.kv.insert(key.clone(), v.clone());
-                Outcome::Kv { key: key.clone(), value: v }
+                Outcome::Kv {
+                    key: key.clone(),
+                    value: v,
+                }
             }
         }
     }
@@ -232,9 +274,30 @@ mod tests {
 
     fn cell() -> CellState {
         let mut s = CellState::default();
-        let admin = PrincipalRecord { name: "admin".into(), kind: PeerKind::User, admin: true, created: 0 };
-        let first_node = NodeRecord { name: "n1".into(), id: 1, address: "a:1".into(), joined: 0, core: true };
-        assert_eq!(s.apply(1, &Command::InitCell { cell: "lab".into(), admin, first_node }), Outcome::Done);
+        let admin = PrincipalRecord {
+            name: "admin".into(),
+            kind: PeerKind::User,
+            admin: true,
+            created: 0,
+        };
+        let first_node = NodeRecord {
+            name: "n1".into(),
+            id: 1,
+            address: "a:1".into(),
+            joined: 0,
+            core: true,
+        };
+        assert_eq!(
+            s.apply(
+                1,
+                &Command::InitCell {
+                    cell: "lab".into(),
+                    admin,
+                    first_node
+                }
+            ),
+            Outcome::Done
+        );
         s
     }
 
@@ -242,7 +305,12 @@ mod tests {
     fn join_checks_token_and_makes_names_unique() {
         let mut s = cell();
         let t = JoinToken::generate("ff");
-        s.apply(2, &Command::AddToken { record: t.record(100, "admin") });
+        s.apply(
+            2,
+            &Command::AddToken {
+                record: t.record(100, "admin"),
+            },
+        );
         let join = |name: &str, id: u64, secret: &str, now: u64| Command::RegisterNode {
             token_id: t.id.clone(),
             token_secret: secret.into(),
@@ -253,22 +321,53 @@ mod tests {
             core: false,
         };
         let before = s.clone();
-        assert!(matches!(s.apply(3, &join("n2", 2, "00", 1)), Outcome::Rejected { .. }));
-        assert!(matches!(s.apply(3, &join("n2", 2, &t.secret, 100)), Outcome::Rejected { .. }));
+        assert!(matches!(
+            s.apply(3, &join("n2", 2, "00", 1)),
+            Outcome::Rejected { .. }
+        ));
+        assert!(matches!(
+            s.apply(3, &join("n2", 2, &t.secret, 100)),
+            Outcome::Rejected { .. }
+        ));
         assert_eq!(s, before, "refusals change nothing");
-        assert_eq!(s.apply(4, &join("n1", 2, &t.secret, 5)), Outcome::NodeAdmitted { name: "n1-2".into() });
+        assert_eq!(
+            s.apply(4, &join("n1", 2, &t.secret, 5)),
+            Outcome::NodeAdmitted {
+                name: "n1-2".into()
+            }
+        );
         // Re-joining with the same id keeps the name.
-        assert_eq!(s.apply(5, &join("other", 2, &t.secret, 5)), Outcome::NodeAdmitted { name: "n1-2".into() });
+        assert_eq!(
+            s.apply(5, &join("other", 2, &t.secret, 5)),
+            Outcome::NodeAdmitted {
+                name: "n1-2".into()
+            }
+        );
         assert_eq!(s.nodes.len(), 2);
     }
 
     #[test]
     fn kv_compare_and_swap() {
         let mut s = cell();
-        let put = |v: &str, r| Command::KvPut { key: "k".into(), value: v.into(), if_revision: r };
+        let put = |v: &str, r| Command::KvPut {
+            key: "k".into(),
+            value: v.into(),
+            if_revision: r,
+        };
         assert!(matches!(s.apply(2, &put("a", Some(0))), Outcome::Kv { .. }));
-        assert!(matches!(s.apply(3, &put("b", Some(0))), Outcome::Rejected { reason: Rejection::Conflict(_) }));
+        assert!(matches!(
+            s.apply(3, &put("b", Some(0))),
+            Outcome::Rejected {
+                reason: Rejection::Conflict(_)
+            }
+        ));
         assert!(matches!(s.apply(4, &put("c", Some(2))), Outcome::Kv { .. }));
-        assert_eq!(s.kv["k"], KvValue { value: "c".into(), revision: 4 });
+        assert_eq!(
+            s.kv["k"],
+            KvValue {
+                value: "c".into(),
+                revision: 4
+            }
+        );
     }
 }

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use openraft::type_config::alias::{EntryOf, LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf, VoteOf};
+use openraft::type_config::alias::{
+    EntryOf, LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf, VoteOf,
+};
 
 use crate::state::{Command, Outcome};
 
@@ -14,7 +16,14 @@ impl fmt::Display for Command {
             Command::KvPut { key, .. } => write!(f, "KvPut({key})"),
             Command::AddPrincipal { record } => write!(f, "AddPrincipal({})", record.name),
             Command::AddToken { record } => write!(f, "AddToken({})", record.id),
-            other => write!(f, "{}", format!("{other:?}").split([' ', '{', '(']).next().unwrap_or("?")),
+            other => write!(
+                f,
+                "{}",
+                format!("{other:?}")
+                    .split([' ', '{', '('])
+                    .next()
+                    .unwrap_or("?")
+            ),
         }
     }
 }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::tls::{AcceptAnyServer, CellServerVerifier, TlsError, TlsIdentity, provider, roots_from_pem};
+use crate::tls::{
+    AcceptAnyServer, CellServerVerifier, TlsError, TlsIdentity, provider, roots_from_pem,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -17,7 +17,6 @@ mod tls;
 pub use client::{ClientError, bootstrap_client, cell_client, pinned_anonymous_client};
 pub use server::{ServeError, serve};
 pub use tls::{
-    check_name,
-    CellCa, NODE_SERVER_NAME, PeerId, PeerKind, TlsError, TlsIdentity, ca_fingerprint,
+    CellCa, NODE_SERVER_NAME, PeerId, PeerKind, TlsError, TlsIdentity, ca_fingerprint, check_name,
     generate_keypair, peer_from_cert_der,
 };

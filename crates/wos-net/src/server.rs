@@ -71,11 +71,12 @@ async fn serve_connection(
         .and_then(|certs| certs.first())
         .map(|der| peer_from_cert_der(der.as_ref()))
         .unwrap_or(PeerId::Anonymous);
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(peer.clone());
-        req.extensions_mut().insert(remote);
-        app.clone().oneshot(req)
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(peer.clone());
+            req.extensions_mut().insert(remote);
+            app.clone().oneshot(req)
+        });
     hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(stream), service)
         .await

@@ -84,7 +84,32 @@ pub fn check_name(name: &str) -> Result<(), TlsError> {
 /// A fresh Ed25519 key pair: (private key as PKCS#8 PEM, public key as SPKI PEM).
 pub fn generate_keypair() -> Result<(String, String), TlsError> {
     let kp = KeyPair::generate_for(&PKCS_ED25519)?;
-    Ok((kp.serialize_pem(), kp.public_key_pem()))
+    Ok((private_key_pem(&kp), kp.public_key_pem()))
+}
+
+/// DER prefixes of an Ed25519 private key in PKCS#8: v2 (ring's output, with
+/// the public key appended) and v1 (RFC 8410, the seed only).
+const ED25519_PKCS8_V2_PREFIX: [u8; 16] = [
+    0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// The key as RFC 8410 PKCS#8 v1 PEM. ring writes v2 documents, which
+/// OpenSSL 3.0 (and so curl) cannot read; v1 is what every tool reads, and
+/// ring and rustls read it too.
+fn private_key_pem(kp: &KeyPair) -> String {
+    let der = kp.serialize_der();
+    let v1 = match der.get(..16) {
+        Some(prefix) if prefix == ED25519_PKCS8_V2_PREFIX && der.len() >= 48 => {
+            let mut v1 = ED25519_PKCS8_V1_PREFIX.to_vec();
+            v1.extend_from_slice(&der[16..48]);
+            v1
+        }
+        _ => return kp.serialize_pem(),
+    };
+    pem::encode(&pem::Pem::new("PRIVATE KEY", v1))
 }
 
 /// BLAKE3 of the CA certificate's DER bytes, hex: what a join token pins.
@@ -112,7 +137,7 @@ impl CellCa {
         let cert = params.self_signed(&key)?;
         Ok(CellCa {
             cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            key_pem: private_key_pem(&key),
         })
     }
 
@@ -308,10 +333,12 @@ pub(crate) struct CellServerVerifier {
 
 impl CellServerVerifier {
     pub(crate) fn new(roots: RootCertStore) -> Result<Arc<CellServerVerifier>, TlsError> {
-        let inner =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-                .build()
-                .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
         Ok(Arc::new(CellServerVerifier { inner }))
     }
 }
@@ -400,9 +427,7 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -423,6 +448,19 @@ mod tests {
                 name: "alice".into()
             }
         );
+    }
+
+    #[test]
+    fn private_keys_are_pkcs8_v1_and_still_load() {
+        let (key, _) = generate_keypair().unwrap();
+        let der = private_key_der(&key).unwrap();
+        let PrivateKeyDer::Pkcs8(p) = &der else {
+            panic!("not PKCS#8")
+        };
+        assert_eq!(&p.secret_pkcs8_der()[..16], &ED25519_PKCS8_V1_PREFIX);
+        assert_eq!(p.secret_pkcs8_der().len(), 48);
+        KeyPair::from_pem(&key).unwrap();
+        rustls::crypto::ring::sign::any_supported_type(&der).unwrap();
     }
 
     #[test]

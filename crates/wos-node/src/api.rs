@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -53,7 +52,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.message })).into_response()
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -82,13 +87,39 @@ pub struct JsonBody<T>(pub T);
 
 impl<S, T> FromRequest<S> for JsonBody<T>
 where
-    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
+    /// Reads the whole body (up to the limit) before judging it, so that the
+    /// client always gets our answer rather than a reset stream.
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                let ct = ct.split(';').next().unwrap_or("").trim();
+                ct == "application/json" || ct.ends_with("+json")
+            });
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body too large: the limit is {API_BODY_LIMIT} bytes"),
+                )
+            } else {
+                ApiError::bad(format!("cannot read the request body: {}", rej.body_text()))
+            }
+        })?;
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected a JSON body with Content-Type: application/json",
+            ));
+        }
+        match Json::<T>::from_bytes(&bytes) {
             Ok(Json(v)) => Ok(JsonBody(v)),
             Err(rej) => Err(ApiError::new(
                 rej.status(),
@@ -126,7 +157,10 @@ pub fn router(ctx: Arc<NodeCtx>) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint: see README.md for the API")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such endpoint: see README.md for the API",
+    )
 }
 
 /// Which (action, object) a request is. `None`: no such endpoint.
@@ -136,7 +170,9 @@ fn classify(method: &Method, path: &str) -> Option<(Action, Object)> {
     Some(match (m, segs.as_slice()) {
         (Method::GET, ["v1", "cell", "ca"]) => (Action::FetchCa, Object::Cell),
         (Method::POST, ["v1", "join"]) => (Action::Join, Object::Cell),
-        (Method::GET, ["v1", "status"] | ["v1", "nodes"] | ["metrics"]) => (Action::Read, Object::Cell),
+        (Method::GET, ["v1", "status"] | ["v1", "nodes"] | ["metrics"]) => {
+            (Action::Read, Object::Cell)
+        }
         (Method::GET, ["v1", "kv", ..]) => (Action::Read, Object::Cell),
         (Method::PUT, ["v1", "kv", ..]) => (Action::Write, Object::Cell),
         (Method::POST, ["v1", "users"] | ["v1", "tokens"]) => (Action::Administer, Object::Cell),
@@ -150,18 +186,28 @@ fn classify(method: &Method, path: &str) -> Option<(Action, Object)> {
 
 /// The one authorization point: every request passes here before its handler.
 async fn authorize(State(ctx): Ctx, mut req: Request, next: Next) -> Response {
-    let peer = req.extensions().get::<PeerId>().cloned().unwrap_or(PeerId::Anonymous);
+    let peer = req
+        .extensions()
+        .get::<PeerId>()
+        .cloned()
+        .unwrap_or(PeerId::Anonymous);
     let Some((action, object)) = classify(req.method(), req.uri().path()) else {
         return not_found().await.into_response();
     };
     let who = Principal::from(&peer);
-    let decision = ctx.meta.read(|s| ctx.monitor.decide(s, &who, action, &object));
+    let decision = ctx
+        .meta
+        .read(|s| ctx.monitor.decide(s, &who, action, &object));
     let resp = match decision {
         Decision::Allow => {
             req.extensions_mut().insert(who);
             next.run(req).await
         }
         Decision::Deny(d) => {
+            // Read what the client already sent (bounded) before answering:
+            // an HTTP/2 answer to an unread request makes some clients
+            // (curl 7.x) report a framing error instead of our message.
+            let _ = axum::body::to_bytes(req.into_body(), API_BODY_LIMIT).await;
             let status = if d.unauthenticated {
                 StatusCode::UNAUTHORIZED
             } else {
@@ -197,12 +243,18 @@ fn check_address(addr: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad(format!("invalid address {addr:?}: expected host:port")))
+        Err(ApiError::bad(format!(
+            "invalid address {addr:?}: expected host:port"
+        )))
     }
 }
 
-async fn join(State(ctx): Ctx, JsonBody(req): JsonBody<JoinRequest>) -> Result<Json<JoinResponse>, ApiError> {
-    let token = JoinToken::parse(&req.token).map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+async fn join(
+    State(ctx): Ctx,
+    JsonBody(req): JsonBody<JoinRequest>,
+) -> Result<Json<JoinResponse>, ApiError> {
+    let token = JoinToken::parse(&req.token)
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
     let fingerprint = wos_net::ca_fingerprint(&ctx.tls.ca_cert_pem).map_err(internal)?;
     if token.ca_fingerprint != fingerprint {
         return Err(ApiError::new(
@@ -237,7 +289,8 @@ async fn join(State(ctx): Ctx, JsonBody(req): JsonBody<JoinRequest>) -> Result<J
         Outcome::Rejected { reason } => return Err(rejected(reason)),
         other => return Err(internal(format!("unexpected outcome {other:?}"))),
     };
-    let (cert_pem, ca_key_pem) = sign(&ctx, PeerKind::Node, &name, &req.public_key_pem, req.core).await?;
+    let (cert_pem, ca_key_pem) =
+        sign(&ctx, PeerKind::Node, &name, &req.public_key_pem, req.core).await?;
     let peers = ctx.meta.read(|s| {
         s.nodes
             .values()
@@ -323,7 +376,9 @@ async fn sign(
             }
             Ok(r) if r.status().is_client_error() => {
                 let status = r.status();
-                let body: ErrorBody = r.json().await.unwrap_or(ErrorBody { error: status.to_string() });
+                let body: ErrorBody = r.json().await.unwrap_or(ErrorBody {
+                    error: status.to_string(),
+                });
                 return Err(ApiError::new(status, body.error));
             }
             Ok(r) => last = format!("{addr}: HTTP {}", r.status()),
@@ -343,14 +398,27 @@ pub(crate) async fn fetch_ca_key(ctx: &Arc<NodeCtx>, spki: &str) -> Result<Strin
     key.ok_or_else(|| internal("no CA key in the answer"))
 }
 
-async fn sign_handler_inner(ctx: &Arc<NodeCtx>, req: SignRequest) -> Result<SignResponse, ApiError> {
+async fn sign_handler_inner(
+    ctx: &Arc<NodeCtx>,
+    req: SignRequest,
+) -> Result<SignResponse, ApiError> {
     let Some(ca) = ctx.ca() else {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this node holds no CA key"));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node holds no CA key",
+        ));
     };
-    if req.want_ca_key && !ctx.meta.read(|s| s.nodes.get(&req.name).is_some_and(|n| n.core)) {
+    if req.want_ca_key
+        && !ctx
+            .meta
+            .read(|s| s.nodes.get(&req.name).is_some_and(|n| n.core))
+    {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("{} is not a core node: the CA key stays on core nodes", req.name),
+            format!(
+                "{} is not a core node: the CA key stays on core nodes",
+                req.name
+            ),
         ));
     }
     let cert_pem = ca
@@ -362,13 +430,17 @@ async fn sign_handler_inner(ctx: &Arc<NodeCtx>, req: SignRequest) -> Result<Sign
     })
 }
 
-async fn sign_handler(State(ctx): Ctx, JsonBody(req): JsonBody<SignRequest>) -> Result<Json<SignResponse>, ApiError> {
+async fn sign_handler(
+    State(ctx): Ctx,
+    JsonBody(req): JsonBody<SignRequest>,
+) -> Result<Json<SignResponse>, ApiError> {
     sign_handler_inner(&ctx, req).await.map(Json)
 }
 
 /// The names of node ids, from the metadata.
 fn id_names(ctx: &NodeCtx) -> std::collections::HashMap<u64, String> {
-    ctx.meta.read(|s| s.nodes.values().map(|n| (n.id, n.name.clone())).collect())
+    ctx.meta
+        .read(|s| s.nodes.values().map(|n| (n.id, n.name.clone())).collect())
 }
 
 fn name_of(names: &std::collections::HashMap<u64, String>, id: u64) -> String {
@@ -390,11 +462,17 @@ fn node_infos(ctx: &NodeCtx) -> Vec<NodeInfo> {
                 Some(MemberState::Dead) | None => NodeState::Dead,
             };
             NodeInfo {
-                role: if status.voters.contains(&n.id) { Role::Core } else { Role::Worker },
+                role: if status.voters.contains(&n.id) {
+                    Role::Core
+                } else {
+                    Role::Worker
+                },
                 leader: status.leader == Some(n.id),
                 state,
                 sensors: seen.and_then(|m| m.sensors.clone()),
-                last_heard_secs: seen.and_then(|m| m.last_heard).map(|t| t.elapsed().as_secs_f64()),
+                last_heard_secs: seen
+                    .and_then(|m| m.last_heard)
+                    .map(|t| t.elapsed().as_secs_f64()),
                 name: n.name,
                 id: n.id,
                 address: n.address,
@@ -433,11 +511,17 @@ async fn set_role(ctx: &Arc<NodeCtx>, name: &str, core: bool) -> Result<Json<Nod
     let (exists, cores) = ctx.meta.read(|s| {
         (
             s.nodes.contains_key(name),
-            s.nodes.values().filter(|n| n.core && n.name != name).count(),
+            s.nodes
+                .values()
+                .filter(|n| n.core && n.name != name)
+                .count(),
         )
     });
     if !exists {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no node named {name}: see `wos node ls`")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no node named {name}: see `wos node ls`"),
+        ));
     }
     if !core && cores == 0 {
         return Err(ApiError::new(
@@ -445,7 +529,13 @@ async fn set_role(ctx: &Arc<NodeCtx>, name: &str, core: bool) -> Result<Json<Nod
             format!("{name} is the only core node: promote another node before demoting it"),
         ));
     }
-    let written = ctx.meta.write(Command::SetNodeRole { name: name.into(), core }).await?;
+    let written = ctx
+        .meta
+        .write(Command::SetNodeRole {
+            name: name.into(),
+            core,
+        })
+        .await?;
     if let Outcome::Rejected { reason } = written.outcome {
         return Err(rejected(reason));
     }
@@ -515,7 +605,11 @@ async fn create_token(
 }
 
 fn check_key(key: &str) -> Result<(), ApiError> {
-    if key.is_empty() || key.len() > 512 || key.contains('\0') || key.split('/').any(|s| s.is_empty() || s == "..") {
+    if key.is_empty()
+        || key.len() > 512
+        || key.contains('\0')
+        || key.split('/').any(|s| s.is_empty() || s == "..")
+    {
         return Err(ApiError::bad(format!(
             "invalid key {key:?}: keys are 1-512 bytes of '/'-separated non-empty segments, without '..' or NUL"
         )));
@@ -547,7 +641,10 @@ async fn kv_get(
             value: v.value,
             revision: v.revision,
         })),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no key {key}"))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no key {key}"),
+        )),
     }
 }
 
@@ -558,7 +655,10 @@ async fn kv_put(
 ) -> Result<Json<KvEntry>, ApiError> {
     check_key(&key)?;
     if req.value.len() > 64 * 1024 {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "values are at most 64 KiB"));
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "values are at most 64 KiB",
+        ));
     }
     let written = ctx
         .meta
@@ -590,16 +690,33 @@ async fn prometheus(State(ctx): Ctx) -> Response {
         (MemberState::Suspect, "suspect"),
         (MemberState::Dead, "dead"),
     ] {
-        let n = ctx.membership.members().iter().filter(|m| m.state == state).count();
+        let n = ctx
+            .membership
+            .members()
+            .iter()
+            .filter(|m| m.state == state)
+            .count();
         metrics::gauge!("wos_members", "state" => label).set(n as f64);
     }
     metrics::gauge!("wos_uptime_seconds").set(ctx.started.elapsed().as_secs_f64());
     let body = ctx.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response()
 }
 
-async fn raft_rpc(State(ctx): Ctx, Path(kind): Path<String>, body: Bytes) -> Result<Vec<u8>, ApiError> {
-    let kind = RpcKind::from_path(&kind).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown raft rpc"))?;
+async fn raft_rpc(
+    State(ctx): Ctx,
+    Path(kind): Path<String>,
+    body: Bytes,
+) -> Result<Vec<u8>, ApiError> {
+    let kind = RpcKind::from_path(&kind)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown raft rpc"))?;
     Ok(ctx.meta.handle_rpc(kind, &body).await?)
 }
 
@@ -618,13 +735,22 @@ mod tests {
 
     #[test]
     fn every_route_is_classified_and_unknown_ones_are_not() {
-        assert_eq!(classify(&Method::GET, "/v1/status"), Some((Action::Read, Object::Cell)));
-        assert_eq!(classify(&Method::POST, "/v1/users"), Some((Action::Administer, Object::Cell)));
+        assert_eq!(
+            classify(&Method::GET, "/v1/status"),
+            Some((Action::Read, Object::Cell))
+        );
+        assert_eq!(
+            classify(&Method::POST, "/v1/users"),
+            Some((Action::Administer, Object::Cell))
+        );
         assert_eq!(
             classify(&Method::POST, "/v1/nodes/n1/promote"),
             Some((Action::Administer, Object::Node("n1".into())))
         );
-        assert_eq!(classify(&Method::POST, "/internal/raft/vote"), Some((Action::NodeRpc, Object::Cell)));
+        assert_eq!(
+            classify(&Method::POST, "/internal/raft/vote"),
+            Some((Action::NodeRpc, Object::Cell))
+        );
         assert_eq!(classify(&Method::DELETE, "/v1/status"), None);
         assert_eq!(classify(&Method::GET, "/v2/x"), None);
     }

@@ -62,9 +62,15 @@ pub async fn init_cell(opts: InitOptions) -> anyhow::Result<InitOutput> {
             opts.data.display()
         );
     }
-    let identity_path = opts.identity_out.clone().unwrap_or_else(|| opts.data.join("admin.identity"));
+    let identity_path = opts
+        .identity_out
+        .clone()
+        .unwrap_or_else(|| opts.data.join("admin.identity"));
     if identity_path.exists() {
-        bail!("{} exists: choose another --identity-out", identity_path.display());
+        bail!(
+            "{} exists: choose another --identity-out",
+            identity_path.display()
+        );
     }
     dir.create()?;
     let ca = CellCa::generate(&opts.cell)?;
@@ -90,7 +96,13 @@ pub async fn init_cell(opts: InitOptions) -> anyhow::Result<InitOutput> {
     // Start the Raft group alone, record the cell, and stop again.
     let http = wos_net::cell_client(&dir.tls()?, Duration::from_secs(5))?;
     let store = Store::open(&dir.path("meta.redb"))?;
-    let meta = Meta::start(store, id, &meta_config(&cfg.tuning, Duration::from_secs(20)), http).await?;
+    let meta = Meta::start(
+        store,
+        id,
+        &meta_config(&cfg.tuning, Duration::from_secs(20)),
+        http,
+    )
+    .await?;
     meta.bootstrap(&opts.advertise).await?;
     let now = now_secs();
     let admin = PrincipalRecord {
@@ -198,7 +210,11 @@ pub async fn join_cell(opts: JoinOptions) -> anyhow::Result<NodeConfig> {
         .with_context(|| format!("join request to {base} failed"))?;
     if !resp.status().is_success() {
         let status = resp.status();
-        let msg = resp.json::<ErrorBody>().await.map(|b| b.error).unwrap_or_default();
+        let msg = resp
+            .json::<ErrorBody>()
+            .await
+            .map(|b| b.error)
+            .unwrap_or_default();
         bail!("the cell refused to admit this node ({status}): {msg}");
     }
     let joined: JoinResponse = resp.json().await?;

@@ -21,7 +21,9 @@ pub enum ConfigError {
     Io { path: String, cause: String },
     #[error("{path} is not a valid node config: {cause}")]
     Parse { path: String, cause: String },
-    #[error("{0} holds no wos node: create a cell with `wos cell init` or join one with `wos agent --join ADDR --token TOKEN`")]
+    #[error(
+        "{0} holds no wos node: create a cell with `wos cell init` or join one with `wos agent --join ADDR --token TOKEN`"
+    )]
     NotANode(String),
 }
 

@@ -53,14 +53,23 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
         (None, _) => None,
     };
     let http = wos_net::cell_client(&tls, Duration::from_secs(10))?;
-    let listener = TcpListener::bind(&cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (in use? choose another with --listen)", cfg.listen))?;
+    let listener = TcpListener::bind(&cfg.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (in use? choose another with --listen)",
+            cfg.listen
+        )
+    })?;
     let server_tls = tls.server_config()?;
 
     let store = Store::open(&dir.path("meta.redb"))?;
     let leader_wait = Duration::from_millis(cfg.tuning.leader_wait_ms);
-    let meta = Meta::start(store, cfg.id, &meta_config(&cfg.tuning, leader_wait), http.clone()).await?;
+    let meta = Meta::start(
+        store,
+        cfg.id,
+        &meta_config(&cfg.tuning, leader_wait),
+        http.clone(),
+    )
+    .await?;
     let data_path = opts.data.clone();
     let membership = Membership::start(
         &cfg.name,
@@ -119,7 +128,9 @@ async fn upkeep(ctx: Arc<NodeCtx>, mut stop: tokio::sync::watch::Receiver<bool>)
         }
         rounds += 1;
         ctx.meta.reconcile().await;
-        let mut seeds: Vec<String> = ctx.meta.read(|s| s.nodes.values().map(|n| n.address.clone()).collect());
+        let mut seeds: Vec<String> = ctx
+            .meta
+            .read(|s| s.nodes.values().map(|n| n.address.clone()).collect());
         seeds.extend(ctx.cfg.seeds.iter().cloned());
         seeds.sort();
         seeds.dedup();
@@ -132,7 +143,9 @@ async fn upkeep(ctx: Arc<NodeCtx>, mut stop: tokio::sync::watch::Receiver<bool>)
 }
 
 async fn record_address(ctx: &NodeCtx) {
-    let recorded = ctx.meta.read(|s| s.nodes.get(&ctx.cfg.name).map(|n| n.address.clone()));
+    let recorded = ctx
+        .meta
+        .read(|s| s.nodes.get(&ctx.cfg.name).map(|n| n.address.clone()));
     if recorded.is_some_and(|a| a != ctx.cfg.advertise) {
         let cmd = Command::SetNodeAddress {
             name: ctx.cfg.name.clone(),
@@ -146,10 +159,16 @@ async fn record_address(ctx: &NodeCtx) {
 
 /// A node promoted to core after joining gets the CA key from another core node.
 async fn fetch_ca_key(ctx: &Arc<NodeCtx>) {
-    if ctx.ca().is_some() || !ctx.meta.read(|s| s.nodes.get(&ctx.cfg.name).is_some_and(|n| n.core)) {
+    if ctx.ca().is_some()
+        || !ctx
+            .meta
+            .read(|s| s.nodes.get(&ctx.cfg.name).is_some_and(|n| n.core))
+    {
         return;
     }
-    let Ok((_key, spki)) = wos_net::generate_keypair() else { return };
+    let Ok((_key, spki)) = wos_net::generate_keypair() else {
+        return;
+    };
     match crate::api::fetch_ca_key(ctx, &spki).await {
         Ok(key_pem) => {
             if let Err(e) = ctx.data.write_secret("ca.key", &key_pem) {
@@ -165,4 +184,3 @@ async fn fetch_ca_key(ctx: &Arc<NodeCtx>) {
         Err(e) => tracing::debug!("fetching the CA key: {}", e.message),
     }
 }
-

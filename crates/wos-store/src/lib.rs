@@ -18,7 +18,9 @@ use serde::{Serialize, de::DeserializeOwned};
 /// callers only report them.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the node store at {path}: {cause} (is another wos process using this data directory?)")]
+    #[error(
+        "cannot open the node store at {path}: {cause} (is another wos process using this data directory?)"
+    )]
     Open { path: String, cause: String },
     #[error("node store failure: {0}")]
     Db(String),

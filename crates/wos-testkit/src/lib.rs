@@ -100,9 +100,15 @@ impl Cell {
     /// Prepares `n` hosts (namespaces or loopback addresses) without starting anything.
     pub fn prepare(bin: &Path, n: usize) -> anyhow::Result<Cell> {
         let dir = tempfile::Builder::new().prefix("wos-test-").tempdir()?;
-        let tag = format!("w{}x{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::SeqCst));
+        let tag = format!(
+            "w{}x{}",
+            std::process::id() % 100_000,
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
         let mode = if netns_available() {
-            Mode::Netns { switch: format!("{tag}s") }
+            Mode::Netns {
+                switch: format!("{tag}s"),
+            }
         } else {
             Mode::Loopback
         };
@@ -128,13 +134,32 @@ impl Cell {
                     let ns = format!("{tag}n{i}");
                     let link = format!("v{i}");
                     ip(&["netns", "add", &ns])?;
-                    ip(&["-n", switch, "link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+                    ip(&[
+                        "-n", switch, "link", "add", &link, "type", "veth", "peer", "name", "eth0",
+                        "netns", &ns,
+                    ])?;
                     ip(&["-n", switch, "link", "set", &link, "master", "br0", "up"])?;
                     let addr = format!("10.77.0.{}", i + 1);
-                    ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+                    ip(&[
+                        "-n",
+                        &ns,
+                        "addr",
+                        "add",
+                        &format!("{addr}/24"),
+                        "dev",
+                        "eth0",
+                    ])?;
                     ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
                     ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-                    Host { name, addr: format!("{addr}:7700"), data, netns: Some(ns), link: Some(link), log, child: None }
+                    Host {
+                        name,
+                        addr: format!("{addr}:7700"),
+                        data,
+                        netns: Some(ns),
+                        link: Some(link),
+                        log,
+                        child: None,
+                    }
                 }
                 Mode::Loopback => Host {
                     name,
@@ -170,7 +195,16 @@ impl Cell {
     pub fn init_first(&mut self) -> anyhow::Result<()> {
         let h = &self.hosts[0];
         let out = run(Command::new(&self.bin)
-            .args(["cell", "init", "--name", "test", "--node-name", &h.name, "--listen", &h.addr])
+            .args([
+                "cell",
+                "init",
+                "--name",
+                "test",
+                "--node-name",
+                &h.name,
+                "--listen",
+                &h.addr,
+            ])
             .arg("--data")
             .arg(&h.data)
             .arg("--identity-out")
@@ -193,9 +227,15 @@ impl Cell {
     }
 
     fn spawn_agent(&mut self, i: usize, extra: &[String]) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.hosts[i].log)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.hosts[i].log)?;
         let mut cmd = self.command_in(i);
-        cmd.arg("agent").arg("--data").arg(&self.hosts[i].data).args(extra);
+        cmd.arg("agent")
+            .arg("--data")
+            .arg(&self.hosts[i].data)
+            .args(extra);
         cmd.env("RUST_LOG", "info,openraft=warn")
             .env("HOME", self.dir.path())
             .stdin(Stdio::null())
@@ -239,7 +279,10 @@ impl Cell {
             }
             None => Command::new(program),
         };
-        cmd.args(args).current_dir(self.dir.path()).output().expect("running a program on a host")
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("running a program on a host")
     }
 
     /// Writes the PEM files of an identity (cert, key, CA) next to it.
@@ -258,21 +301,43 @@ impl Cell {
     /// An HTTPS request with curl from host `via` to its node, verifying the
     /// node certificate against the cell CA; with `identity`, presents its
     /// client certificate. Returns (HTTP status, body).
-    pub fn curl(&self, via: usize, identity: Option<&Path>, method: &str, path: &str, extra: &[&str]) -> (u16, String) {
+    pub fn curl(
+        &self,
+        via: usize,
+        identity: Option<&Path>,
+        method: &str,
+        path: &str,
+        extra: &[&str],
+    ) -> (u16, String) {
         let admin_pems = self.pem_files(&self.admin).expect("admin PEM files");
         let (host, port) = self.hosts[via].addr.rsplit_once(':').expect("host:port");
         let resolve = format!("node.wos.internal:{port}:{host}");
         let url = format!("https://node.wos.internal:{port}{path}");
         let mut args: Vec<String> = vec![
-            "-s".into(), "-o".into(), "-".into(), "-w".into(), "
-%{http_code}".into(),
-            "--max-time".into(), "20".into(),
-            "-X".into(), method.into(), "--resolve".into(), resolve,
-            "--cacert".into(), admin_pems.2.display().to_string(),
+            "-s".into(),
+            "-o".into(),
+            "-".into(),
+            "-w".into(),
+            "
+%{http_code}"
+                .into(),
+            "--max-time".into(),
+            "20".into(),
+            "-X".into(),
+            method.into(),
+            "--resolve".into(),
+            resolve,
+            "--cacert".into(),
+            admin_pems.2.display().to_string(),
         ];
         if let Some(id) = identity {
             let (cert, key, _) = self.pem_files(id).expect("PEM files");
-            args.extend(["--cert".into(), cert.display().to_string(), "--key".into(), key.display().to_string()]);
+            args.extend([
+                "--cert".into(),
+                cert.display().to_string(),
+                "--key".into(),
+                key.display().to_string(),
+            ]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         args.push(url);
@@ -323,14 +388,23 @@ impl Cell {
 
     /// State of node `name` as host `via` sees it.
     pub fn state_seen(&self, via: usize, name: &str) -> Option<wos_api::NodeState> {
-        self.node_ls(via)?.into_iter().find(|n| n.name == name).map(|n| n.state)
+        self.node_ls(via)?
+            .into_iter()
+            .find(|n| n.name == name)
+            .map(|n| n.state)
     }
 
     /// Waits until the API of node `i` answers.
     pub fn wait_api(&self, i: usize, limit: Duration) -> anyhow::Result<()> {
         wait_for(limit, || self.status(i))
             .map(|_| ())
-            .ok_or_else(|| anyhow!("node {} API not up within {limit:?}; log:\n{}", self.hosts[i].name, self.log(i)))
+            .ok_or_else(|| {
+                anyhow!(
+                    "node {} API not up within {limit:?}; log:\n{}",
+                    self.hosts[i].name,
+                    self.log(i)
+                )
+            })
     }
 
     /// Waits until every running node lists every node as alive; returns the time it took.
@@ -348,7 +422,10 @@ impl Cell {
     }
 
     pub fn pid(&self, i: usize) -> Option<Pid> {
-        self.hosts[i].child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
+        self.hosts[i]
+            .child
+            .as_ref()
+            .map(|c| Pid::from_raw(c.id() as i32))
     }
 
     /// SIGKILL node `i` (a crash).
@@ -395,7 +472,9 @@ impl Cell {
     /// Cuts node `i` off the network (its link goes down).
     pub fn partition(&self, i: usize) -> anyhow::Result<()> {
         match (&self.mode, &self.hosts[i].link) {
-            (Mode::Netns { switch }, Some(link)) => ip(&["-n", switch, "link", "set", link, "down"]),
+            (Mode::Netns { switch }, Some(link)) => {
+                ip(&["-n", switch, "link", "set", link, "down"])
+            }
             _ => bail!("partitions need network namespaces (run as root)"),
         }
     }
@@ -409,7 +488,10 @@ impl Cell {
 
     /// Index of the host named `name`.
     pub fn index_of(&self, name: &str) -> usize {
-        self.hosts.iter().position(|h| h.name == name).expect("known host")
+        self.hosts
+            .iter()
+            .position(|h| h.name == name)
+            .expect("known host")
     }
 
     pub fn log(&self, i: usize) -> String {

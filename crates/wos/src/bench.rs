@@ -48,7 +48,11 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 pub async fn run(g: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
-        BenchCmd::Meta { writes, concurrency, json } => meta(g, writes, concurrency.max(1), json).await,
+        BenchCmd::Meta {
+            writes,
+            concurrency,
+            json,
+        } => meta(g, writes, concurrency.max(1), json).await,
     }
 }
 
@@ -76,7 +80,9 @@ async fn meta(g: &Global, writes: usize, concurrency: usize, json: bool) -> anyh
                     return Ok::<_, anyhow::Error>(lat);
                 }
                 let t = Instant::now();
-                client.kv_put(&format!("bench/{run}/{i}"), "x", None).await?;
+                client
+                    .kv_put(&format!("bench/{run}/{i}"), "x", None)
+                    .await?;
                 lat.push(t.elapsed());
                 bar.inc(1);
             }
@@ -98,18 +104,33 @@ async fn meta(g: &Global, writes: usize, concurrency: usize, json: bool) -> anyh
         p99_ms: percentile(&lat, 0.99),
         local_commit_p50_ms: local_p50,
         local_commits_per_sec: local_rate,
-        p50_ratio_to_local_commit: if local_p50 > 0.0 { p50 / local_p50 } else { 0.0 },
+        p50_ratio_to_local_commit: if local_p50 > 0.0 {
+            p50 / local_p50
+        } else {
+            0.0
+        },
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
-        println!("metadata writes through {}: {} writes, {} in flight", client.base(), r.writes, r.concurrency);
-        println!("  {:.0} writes/s, p50 {:.2} ms, p99 {:.2} ms", r.writes_per_sec, r.p50_ms, r.p99_ms);
+        println!(
+            "metadata writes through {}: {} writes, {} in flight",
+            client.base(),
+            r.writes,
+            r.concurrency
+        );
+        println!(
+            "  {:.0} writes/s, p50 {:.2} ms, p99 {:.2} ms",
+            r.writes_per_sec, r.p50_ms, r.p99_ms
+        );
         println!(
             "  baseline: local durable commit (redb) p50 {:.2} ms, {:.0} commits/s sequential",
             r.local_commit_p50_ms, r.local_commits_per_sec
         );
-        println!("  p50 ratio to a local commit: {:.1}x", r.p50_ratio_to_local_commit);
+        println!(
+            "  p50 ratio to a local commit: {:.1}x",
+            r.p50_ratio_to_local_commit
+        );
     }
     Ok(())
 }

@@ -8,7 +8,12 @@ use clap::{Args, Parser, Subcommand};
 use crate::{bench, client, daemon};
 
 #[derive(Parser)]
-#[command(name = "wos", version, about = "wos: many machines, one system", propagate_version = true)]
+#[command(
+    name = "wos",
+    version,
+    about = "wos: many machines, one system",
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -198,10 +203,15 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Node(NodeCmd::Promote { node }) => client::set_role(&g, &node, true).await,
         Cmd::Node(NodeCmd::Demote { node }) => client::set_role(&g, &node, false).await,
         Cmd::Token(TokenCmd::Create { ttl, json }) => client::token_create(&g, ttl, json).await,
-        Cmd::User(UserCmd::Add { name, out, admin }) => client::user_add(&g, &name, out, admin).await,
-        Cmd::Kv(KvCmd::Put { key, value, if_revision, json }) => {
-            client::kv_put(&g, &key, &value, if_revision, json).await
+        Cmd::User(UserCmd::Add { name, out, admin }) => {
+            client::user_add(&g, &name, out, admin).await
         }
+        Cmd::Kv(KvCmd::Put {
+            key,
+            value,
+            if_revision,
+            json,
+        }) => client::kv_put(&g, &key, &value, if_revision, json).await,
         Cmd::Kv(KvCmd::Get { key, stale, json }) => client::kv_get(&g, &key, stale, json).await,
         Cmd::Bench(b) => bench::run(&g, b).await,
     }

@@ -27,7 +27,8 @@ fn load_client_config() -> anyhow::Result<ClientConfig> {
         return Ok(ClientConfig::default());
     };
     match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).with_context(|| format!("invalid client config {}", path.display())),
+        Ok(text) => toml::from_str(&text)
+            .with_context(|| format!("invalid client config {}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ClientConfig::default()),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -62,7 +63,11 @@ pub async fn status(g: &Global, json: bool) -> anyhow::Result<()> {
     }
     println!("cell:      {}", s.cell);
     println!("answered:  {} (applied index {})", s.node, s.applied_index);
-    println!("leader:    {} (term {})", s.leader.as_deref().unwrap_or("none"), s.term);
+    println!(
+        "leader:    {} (term {})",
+        s.leader.as_deref().unwrap_or("none"),
+        s.term
+    );
     println!("voters:    {}", s.voters.join(", "));
     println!(
         "nodes:     {} total, {} alive, {} suspect, {} dead",
@@ -92,7 +97,11 @@ pub async fn node_ls(g: &Global, json: bool) -> anyhow::Result<()> {
         "NAME", "ADDRESS", "ROLE", "STATE", "LOAD", "MEM FREE", "DISK FREE", "HEARD"
     );
     for n in nodes {
-        let name = if n.leader { format!("{} *", n.name) } else { n.name.clone() };
+        let name = if n.leader {
+            format!("{} *", n.name)
+        } else {
+            n.name.clone()
+        };
         let (load, mem, disk) = match &n.sensors {
             Some(s) => (
                 format!("{:.2}", s.cpu_load),
@@ -101,7 +110,10 @@ pub async fn node_ls(g: &Global, json: bool) -> anyhow::Result<()> {
             ),
             None => ("-".into(), "-".into(), "-".into()),
         };
-        let heard = n.last_heard_secs.map(|s| format!("{s:.1}s ago")).unwrap_or_else(|| "never".into());
+        let heard = n
+            .last_heard_secs
+            .map(|s| format!("{s:.1}s ago"))
+            .unwrap_or_else(|| "never".into());
         println!(
             "{name:<20} {:<22} {:<7} {:<8} {load:>6} {mem:>10} {disk:>10} {heard:>10}",
             n.address,
@@ -115,7 +127,9 @@ pub async fn node_ls(g: &Global, json: bool) -> anyhow::Result<()> {
 pub async fn set_role(g: &Global, node: &str, core: bool) -> anyhow::Result<()> {
     let c = connect(g)?;
     let verb = if core { "promote" } else { "demote" };
-    let info: NodeInfo = c.post(&format!("/v1/nodes/{node}/{verb}"), &serde_json::json!({})).await?;
+    let info: NodeInfo = c
+        .post(&format!("/v1/nodes/{node}/{verb}"), &serde_json::json!({}))
+        .await?;
     println!(
         "{}: {} requested; the leader changes the voters once it has caught up (see `wos status`)",
         info.name,
@@ -126,16 +140,31 @@ pub async fn set_role(g: &Global, node: &str, core: bool) -> anyhow::Result<()> 
 
 pub async fn token_create(g: &Global, ttl: Duration, json: bool) -> anyhow::Result<()> {
     let c = connect(g)?;
-    let t: CreateTokenResponse = c.post("/v1/tokens", &CreateTokenRequest { ttl_secs: ttl.as_secs() }).await?;
+    let t: CreateTokenResponse = c
+        .post(
+            "/v1/tokens",
+            &CreateTokenRequest {
+                ttl_secs: ttl.as_secs(),
+            },
+        )
+        .await?;
     if json {
         return print_json(&t);
     }
-    println!("join token (valid for {}):", humantime::format_duration(ttl));
+    println!(
+        "join token (valid for {}):",
+        humantime::format_duration(ttl)
+    );
     println!("{}", t.token);
     Ok(())
 }
 
-pub async fn user_add(g: &Global, name: &str, out: Option<PathBuf>, admin: bool) -> anyhow::Result<()> {
+pub async fn user_add(
+    g: &Global,
+    name: &str,
+    out: Option<PathBuf>,
+    admin: bool,
+) -> anyhow::Result<()> {
     let out = out.unwrap_or_else(|| PathBuf::from(format!("{name}.identity")));
     if out.exists() {
         anyhow::bail!("{} exists: choose another --out", out.display());
@@ -162,7 +191,11 @@ pub async fn user_add(g: &Global, name: &str, out: Option<PathBuf>, admin: bool)
         key,
     };
     identity.save_new(&out)?;
-    println!("added user {}; identity written to {} (mode 0600)", resp.name, out.display());
+    println!(
+        "added user {}; identity written to {} (mode 0600)",
+        resp.name,
+        out.display()
+    );
     Ok(())
 }
 
@@ -174,7 +207,13 @@ fn identity_path(g: &Global) -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow!("no identity configured"))
 }
 
-pub async fn kv_put(g: &Global, key: &str, value: &str, if_revision: Option<u64>, json: bool) -> anyhow::Result<()> {
+pub async fn kv_put(
+    g: &Global,
+    key: &str,
+    value: &str,
+    if_revision: Option<u64>,
+    json: bool,
+) -> anyhow::Result<()> {
     let e = connect(g)?.kv_put(key, value, if_revision).await?;
     if json {
         return print_json(&e);
@@ -205,7 +244,11 @@ pub fn write_client_config(url: &str, identity: &Path) -> anyhow::Result<PathBuf
     }
     let cfg = ClientConfig {
         cell: Some(url.to_string()),
-        identity: Some(identity.canonicalize().unwrap_or_else(|_| identity.to_path_buf())),
+        identity: Some(
+            identity
+                .canonicalize()
+                .unwrap_or_else(|_| identity.to_path_buf()),
+        ),
     };
     std::fs::write(&path, toml::to_string(&cfg)?)?;
     Ok(path)

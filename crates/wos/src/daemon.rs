@@ -12,7 +12,10 @@ use crate::client::write_client_config;
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,openraft=warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -34,9 +37,19 @@ fn default_node_name() -> String {
     let mut name: String = raw
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    name = name.trim_start_matches(['-', '.']).chars().take(63).collect();
+    name = name
+        .trim_start_matches(['-', '.'])
+        .chars()
+        .take(63)
+        .collect();
     if name.is_empty() { "node".into() } else { name }
 }
 
@@ -46,7 +59,9 @@ fn advertise_of(listen: &str, advertise: Option<String>) -> anyhow::Result<Strin
     }
     let unspecified = listen.starts_with("0.0.0.0:") || listen.starts_with("[::]:");
     if unspecified {
-        bail!("--listen {listen} is a wildcard address: also pass --advertise HOST:PORT that other nodes can reach");
+        bail!(
+            "--listen {listen} is a wildcard address: also pass --advertise HOST:PORT that other nodes can reach"
+        );
     }
     Ok(listen.to_string())
 }
@@ -66,8 +81,15 @@ pub async fn cell_init(a: InitArgs) -> anyhow::Result<()> {
     println!("created cell {} in {}", a.name, a.data.display());
     println!("admin identity: {}", out.identity_path.display());
     println!("run the node:   wos agent --data {}", a.data.display());
-    println!("then:           wos --cell {} --identity {} status", out.api_url, out.identity_path.display());
-    println!("join more nodes with this token (valid for {}):", humantime::format_duration(a.token_ttl));
+    println!(
+        "then:           wos --cell {} --identity {} status",
+        out.api_url,
+        out.identity_path.display()
+    );
+    println!(
+        "join more nodes with this token (valid for {}):",
+        humantime::format_duration(a.token_ttl)
+    );
     println!("{}", out.token);
     Ok(())
 }
@@ -76,7 +98,10 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     init_logging();
     let data = a.data.clone();
     if let (Some(join), Some(token)) = (a.join, a.token) {
-        let listen = a.listen.clone().context("--join needs --listen ADDR for this node")?;
+        let listen = a
+            .listen
+            .clone()
+            .context("--join needs --listen ADDR for this node")?;
         let advertise = advertise_of(&listen, a.advertise.clone())?;
         let cfg = wos_node::join_cell(JoinOptions {
             data: data.clone(),
@@ -134,7 +159,10 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         .await?;
     }
     let config = if identity.exists() {
-        Some(write_client_config(&format!("https://{}", a.listen), &identity)?)
+        Some(write_client_config(
+            &format!("https://{}", a.listen),
+            &identity,
+        )?)
     } else {
         None
     };
@@ -145,7 +173,10 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         listen: Some(a.listen.clone()),
         advertise: Some(a.listen.clone()),
         on_ready: Some(Box::new(move |url: &str| {
-            println!("wos is up: {} a single-node cell", if dir_has_node { "resumed" } else { "created" });
+            println!(
+                "wos is up: {} a single-node cell",
+                if dir_has_node { "resumed" } else { "created" }
+            );
             println!("  API       {url}/v1/");
             println!("  data      {shown_data}");
             println!("  identity  {shown_identity}");
@@ -166,12 +197,27 @@ async fn up_many(data: &Path, listen: &str, n: u32) -> anyhow::Result<()> {
     let identity = data.join("admin.identity");
     let addr = |i: u32| format!("127.0.0.{i}:{port}");
     let dir = |i: u32| data.join(format!("node-{i}"));
-    let cores = if n >= 5 { 5 } else if n >= 3 { 3 } else { 1 };
+    let cores = if n >= 5 {
+        5
+    } else if n >= 3 {
+        3
+    } else {
+        1
+    };
     std::fs::create_dir_all(data)?;
     let mut token = None;
     if !dir(1).join("node.toml").exists() {
         let out = tokio::process::Command::new(&exe)
-            .args(["cell", "init", "--name", "local", "--node-name", "node-1", "--listen", &addr(1)])
+            .args([
+                "cell",
+                "init",
+                "--name",
+                "local",
+                "--node-name",
+                "node-1",
+                "--listen",
+                &addr(1),
+            ])
             .arg("--data")
             .arg(dir(1))
             .arg("--identity-out")
@@ -181,15 +227,29 @@ async fn up_many(data: &Path, listen: &str, n: u32) -> anyhow::Result<()> {
         if !out.status.success() {
             bail!("cell init failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        token = String::from_utf8_lossy(&out.stdout).lines().last().map(str::to_string);
+        token = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .map(str::to_string);
     }
     let mut children = Vec::new();
     for i in 1..=n {
         let mut cmd = tokio::process::Command::new(&exe);
         cmd.arg("agent").arg("--data").arg(dir(i));
         if i > 1 && !dir(i).join("node.toml").exists() {
-            let t = token.clone().context("node-1 exists but other nodes do not: remove the data directory and retry")?;
-            cmd.args(["--listen", &addr(i), "--join", &addr(1), "--token", &t, "--name", &format!("node-{i}")]);
+            let t = token.clone().context(
+                "node-1 exists but other nodes do not: remove the data directory and retry",
+            )?;
+            cmd.args([
+                "--listen",
+                &addr(i),
+                "--join",
+                &addr(1),
+                "--token",
+                &t,
+                "--name",
+                &format!("node-{i}"),
+            ]);
             if i <= cores {
                 cmd.arg("--core");
             }
@@ -203,15 +263,25 @@ async fn up_many(data: &Path, listen: &str, n: u32) -> anyhow::Result<()> {
     let config = write_client_config(&format!("https://{}", addr(1)), &identity)?;
     println!("wos is up: a local cell of {n} nodes ({cores} core)");
     for i in 1..=n {
-        println!("  node-{i}  https://{}/v1/  data {}", addr(i), dir(i).display());
+        println!(
+            "  node-{i}  https://{}/v1/  data {}",
+            addr(i),
+            dir(i).display()
+        );
     }
     println!("  identity  {}", identity.display());
-    println!("  config    {} (the CLI uses it by default)", config.display());
+    println!(
+        "  config    {} (the CLI uses it by default)",
+        config.display()
+    );
     println!("In another terminal: wos status, wos node ls. Ctrl-C stops the cell.");
     stop_signal().await;
     for c in &mut children {
         if let Some(pid) = c.id() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
     }
     for mut c in children {
