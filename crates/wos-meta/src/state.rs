@@ -210,12 +210,12 @@ impl CellState {
                 if_revision,
             } => {
                 let current = self.kv.get(key).map(|v| v.revision).unwrap_or(0);
-                if let Some(expected) = if_revision {
-                    if *expected != current {
-                        return reject(Rejection::Conflict(format!(
-                            "{key} is at revision {current}, not {expected}: someone else wrote it first"
-                        )));
-                    }
+                if let Some(expected) = if_revision
+                    && *expected != current
+                {
+                    return reject(Rejection::Conflict(format!(
+                        "{key} is at revision {current}, not {expected}: someone else wrote it first"
+                    )));
                 }
                 let v = KvValue {
                     value: value.clone(),

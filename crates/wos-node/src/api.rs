@@ -348,10 +348,11 @@ async fn sign(
     let status = ctx.meta.status();
     let mut targets: Vec<String> = Vec::new();
     for id in status.leader.iter().chain(status.voters.iter()) {
-        if let Some((_, a)) = status.addresses.iter().find(|(i, _)| i == id) {
-            if !targets.contains(a) && *id != status.id {
-                targets.push(a.clone());
-            }
+        if let Some((_, a)) = status.addresses.iter().find(|(i, _)| i == id)
+            && !targets.contains(a)
+            && *id != status.id
+        {
+            targets.push(a.clone());
         }
     }
     let req = SignRequest {

@@ -17,6 +17,9 @@ use crate::bootstrap::meta_config;
 use crate::config::DataDir;
 use crate::ctx::NodeCtx;
 
+/// Called once with the API URL when the node serves.
+pub type OnReady = Box<dyn FnOnce(&str) + Send>;
+
 pub struct RunOptions {
     pub data: PathBuf,
     /// Overrides (and records) the listen address.
@@ -24,7 +27,7 @@ pub struct RunOptions {
     /// Overrides (and records) the advertised address.
     pub advertise: Option<String>,
     /// Called once the API is serving, with its URL.
-    pub on_ready: Option<Box<dyn FnOnce(&str) + Send>>,
+    pub on_ready: Option<OnReady>,
 }
 
 /// Runs the node in `opts.data` until `shutdown` completes.
@@ -135,7 +138,7 @@ async fn upkeep(ctx: Arc<NodeCtx>, mut stop: tokio::sync::watch::Receiver<bool>)
         seeds.sort();
         seeds.dedup();
         ctx.membership.set_seeds(seeds);
-        if rounds % 10 == 0 {
+        if rounds.is_multiple_of(10) {
             record_address(&ctx).await;
             fetch_ca_key(&ctx).await;
         }

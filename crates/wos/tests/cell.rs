@@ -522,3 +522,233 @@ fn malformed_requests_get_4xx_with_a_message() {
     assert!(cell.status(0).is_some(), "node died:\n{}", cell.logs());
     assert!(kv_put(&cell, 0, "a", "ok"));
 }
+
+/// G8: `wos node promote` / `demote` change the voter set; a promoted worker
+/// receives the CA key; a worker without the CA key still serves requests
+/// that need it (it asks a core node).
+#[test]
+fn promote_and_demote_change_the_voters() {
+    let cell = Cell::start(bin(), 3, 1).unwrap();
+    assert_eq!(cell.status(0).unwrap().voters, vec!["node-1".to_string()]);
+    assert!(
+        !cell.hosts[1].data.join("ca.key").exists(),
+        "a worker got the CA key"
+    );
+    // A worker forwards certificate issuing to a core node.
+    let dave = cell.dir.path().join("dave.identity");
+    let out = cell.wos(2, &["user", "add", "dave", "--out", dave.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "user add through a worker: {}",
+        stderr(&out)
+    );
+    assert!(cell.wos_as(2, &dave, &["status"]).status.success());
+
+    for name in ["node-2", "node-3"] {
+        let out = cell.wos(1, &["node", "promote", name]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let three = wait_for(Duration::from_secs(20), || {
+        cell.status(2).filter(|s| s.voters.len() == 3)
+    });
+    assert!(
+        three.is_some(),
+        "promotions did not take effect:\n{}",
+        cell.logs()
+    );
+    let key = wait_for(Duration::from_secs(20), || {
+        cell.hosts[1].data.join("ca.key").exists().then_some(())
+    });
+    assert!(
+        key.is_some(),
+        "promoted node did not receive the CA key:\n{}",
+        cell.logs()
+    );
+    let nodes = cell.node_ls(0).unwrap();
+    assert!(
+        nodes.iter().all(|n| n.role == wos_api::Role::Core),
+        "{nodes:?}"
+    );
+
+    let out = cell.wos(0, &["node", "demote", "node-3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let two = wait_for(Duration::from_secs(20), || {
+        cell.status(0)
+            .filter(|s| s.voters.len() == 2 && !s.voters.contains(&"node-3".to_string()))
+    });
+    assert!(
+        two.is_some(),
+        "demotion did not take effect:\n{}",
+        cell.logs()
+    );
+    // The demoted node still replicates and answers.
+    assert!(kv_put(&cell, 0, "after-demote", "y"));
+    let seen = wait_for(Duration::from_secs(10), || {
+        (kv_get_stale(&cell, 2, "after-demote").as_deref() == Some("y")).then_some(())
+    });
+    assert!(seen.is_some(), "demoted node stopped replicating");
+    // Unknown nodes and demoting the last voter are refused.
+    assert_eq!(
+        cell.wos(0, &["node", "promote", "nobody"]).status.code(),
+        Some(4)
+    );
+}
+
+/// Starts `wos up ARGS` with its own HOME and XDG directories; returns the
+/// child and the line-reader of its stdout.
+fn spawn_up(
+    home: &std::path::Path,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(bin())
+        .arg("up")
+        .args(args)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env_remove("WOS_CELL")
+        .env_remove("WOS_IDENTITY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+fn wos_plain(home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin())
+        .args(args)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("WOS_CELL")
+        .env_remove("WOS_IDENTITY")
+        .output()
+        .unwrap()
+}
+
+fn wait_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+fn interrupt_and_wait(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = wait_for(Duration::from_secs(15), || child.try_wait().ok().flatten());
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    status
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// G9: `wos up` with no configuration starts a working single-node cell that
+/// the CLI finds by itself; Ctrl-C stops it cleanly; `wos up` again resumes
+/// the same cell with everything it held.
+#[test]
+fn wos_up_starts_a_cell_the_cli_finds_and_resumes_it() {
+    let home = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (mut child, rx) = spawn_up(home.path(), &["--listen", &listen]);
+    assert!(wait_line(&rx, "wos is up"), "wos up did not come up");
+    let out = wos_plain(home.path(), &["status", "--json"]);
+    assert!(out.status.success(), "CLI without flags: {}", stderr(&out));
+    let s: Status = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s.cell, "local");
+    let out = wos_plain(home.path(), &["kv", "put", "kept", "across-restarts"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = interrupt_and_wait(&mut child);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "Ctrl-C did not stop wos up cleanly: {status:?}"
+    );
+
+    let (mut child, rx) = spawn_up(home.path(), &["--listen", &listen]);
+    assert!(
+        wait_line(&rx, "wos is up: resumed"),
+        "wos up did not resume"
+    );
+    let out = wos_plain(home.path(), &["kv", "get", "kept"]);
+    assert_eq!(stdout(&out).trim(), "across-restarts", "{}", stderr(&out));
+    assert!(interrupt_and_wait(&mut child).is_some_and(|s| s.success()));
+}
+
+/// G10: `wos up --nodes 3` starts a local cell of three separate processes
+/// with distinct addresses, all core and alive.
+#[test]
+fn wos_up_nodes_3_starts_a_local_three_node_cell() {
+    let home = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (mut child, rx) = spawn_up(home.path(), &["--nodes", "3", "--listen", &listen]);
+    assert!(
+        wait_line(&rx, "wos is up"),
+        "wos up --nodes 3 did not come up"
+    );
+    let formed = wait_for(Duration::from_secs(20), || {
+        let out = wos_plain(home.path(), &["node", "ls", "--json"]);
+        let nodes: Vec<wos_api::NodeInfo> = serde_json::from_slice(&out.stdout).ok()?;
+        let ok = nodes.len() == 3
+            && nodes
+                .iter()
+                .all(|n| n.state == NodeState::Alive && n.role == wos_api::Role::Core);
+        ok.then_some(nodes)
+    });
+    let nodes = formed.expect("three alive core nodes");
+    let mut addrs: Vec<&str> = nodes.iter().map(|n| n.address.as_str()).collect();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 3);
+    assert!(
+        interrupt_and_wait(&mut child).is_some(),
+        "wos up --nodes 3 did not stop"
+    );
+}
+
+/// G2b: a paused node (SIGSTOP) is first suspect, then dead; resumed
+/// (SIGCONT), it is alive again everywhere.
+#[test]
+fn paused_node_goes_suspect_then_dead_and_comes_back() {
+    let cell = Cell::start(bin(), 3, 3).unwrap();
+    cell.pause(2);
+    let mut seen = Vec::new();
+    let dead = wait_for(Duration::from_secs(15), || {
+        let s = cell.state_seen(0, "node-3")?;
+        if seen.last() != Some(&s) {
+            seen.push(s);
+        }
+        (s == NodeState::Dead).then_some(())
+    });
+    cell.resume(2);
+    assert!(dead.is_some(), "paused node never declared dead: {seen:?}");
+    assert!(
+        seen.contains(&NodeState::Suspect),
+        "no suspect phase before dead: {seen:?}"
+    );
+    let back = cell.wait_all_alive(Duration::from_secs(20));
+    assert!(
+        back.is_some(),
+        "resumed node not alive again:\n{}",
+        cell.logs()
+    );
+}
