@@ -57,6 +57,12 @@ pub struct Status {
     pub nodes: NodeCounts,
     /// Index of the last metadata entry this node applied.
     pub applied_index: u64,
+    /// Last log index covered by this node's metadata snapshot.
+    #[serde(default)]
+    pub snapshot_index: Option<u64>,
+    /// Last log index this node purged from its log (compaction).
+    #[serde(default)]
+    pub purged_index: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

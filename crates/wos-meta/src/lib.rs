@@ -56,6 +56,7 @@ pub struct MetaConfig {
     pub election_min_ms: u64,
     pub election_max_ms: u64,
     pub snapshot_every: u64,
+    pub snapshot_keep_logs: u64,
     pub leader_wait: Duration,
 }
 
@@ -103,6 +104,10 @@ pub struct RaftStatus {
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
     pub applied_index: u64,
+    /// Last log index covered by this node's snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Last log index purged from this node's log.
+    pub purged_index: Option<u64>,
     pub is_leader: bool,
     /// Raft id -> address, from the membership config.
     pub addresses: Vec<(u64, String)>,
@@ -147,8 +152,8 @@ impl Meta {
             election_timeout_max: cfg.election_max_ms,
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
-            max_in_snapshot_log_to_keep: 500,
-            purge_batch_size: 256,
+            max_in_snapshot_log_to_keep: cfg.snapshot_keep_logs,
+            purge_batch_size: cfg.snapshot_every.clamp(1, 256),
             // A node that was cut off must not depose a healthy leader when it
             // comes back with a higher term.
             enable_pre_vote: Some(true),
@@ -209,6 +214,8 @@ impl Meta {
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
             is_leader: m.state == ServerState::Leader,
             addresses: membership
                 .nodes()
@@ -429,5 +436,37 @@ impl Meta {
 
     pub async fn shutdown(&self) {
         let _ = self.inner.raft.shutdown().await;
+    }
+}
+
+/// Our log store and state machine against openraft's own conformance suite.
+#[cfg(test)]
+mod storage_suite {
+    use openraft::StorageError;
+    use openraft::testing::log::{StoreBuilder, Suite};
+
+    use crate::log_store::LogStore;
+    use crate::sm::StateMachine;
+    use crate::types::TypeConfig;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = wos_store::Store::open(&dir.path().join("meta.redb")).expect("store");
+            let log = LogStore::new(store.clone()).expect("log store");
+            let sm = StateMachine::open(store).expect("state machine");
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn log_store_and_state_machine_pass_the_openraft_suite() {
+        Suite::test_all(Builder)
+            .await
+            .expect("openraft storage suite");
     }
 }

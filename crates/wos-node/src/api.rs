@@ -500,6 +500,8 @@ async fn status(State(ctx): Ctx) -> Json<Status> {
             dead: count(NodeState::Dead),
         },
         applied_index: raft.applied_index,
+        snapshot_index: raft.snapshot_index,
+        purged_index: raft.purged_index,
     })
 }
 

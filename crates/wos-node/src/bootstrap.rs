@@ -46,6 +46,7 @@ pub(crate) fn meta_config(t: &Tuning, leader_wait: Duration) -> wos_meta::MetaCo
         election_min_ms: t.raft_election_min_ms,
         election_max_ms: t.raft_election_max_ms,
         snapshot_every: t.snapshot_every,
+        snapshot_keep_logs: t.snapshot_keep_logs,
         leader_wait,
     }
 }

@@ -54,6 +54,8 @@ pub struct Tuning {
     pub raft_election_max_ms: u64,
     /// Take a metadata snapshot after this many log entries.
     pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot (for followers that lag a little).
+    pub snapshot_keep_logs: u64,
     /// How long a request that needs the leader may wait before failing.
     pub leader_wait_ms: u64,
 }
@@ -65,6 +67,7 @@ impl Default for Tuning {
             raft_election_min_ms: 1000,
             raft_election_max_ms: 2000,
             snapshot_every: 5000,
+            snapshot_keep_logs: 500,
             leader_wait_ms: 4000,
         }
     }

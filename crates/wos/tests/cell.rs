@@ -511,6 +511,11 @@ fn malformed_requests_get_4xx_with_a_message() {
             &format!("head -c 100000 /dev/urandom > /dev/tcp/{h}/{p}"),
         ],
     );
+    // Metrics are served in Prometheus text format to principals of the cell.
+    let (code, body) = cell.curl(0, Some(&admin), "GET", "/metrics", &[]);
+    assert_eq!(code, 200);
+    assert!(body.contains("wos_raft_term"), "{body}");
+    assert!(body.contains("wos_http_requests_total"), "{body}");
     // Nothing above changed the cell, and it still serves.
     let out = cell.wos(0, &["kv", "get", "a"]);
     assert_eq!(
@@ -750,5 +755,67 @@ fn paused_node_goes_suspect_then_dead_and_comes_back() {
         back.is_some(),
         "resumed node not alive again:\n{}",
         cell.logs()
+    );
+}
+
+/// G15: snapshots compact the log, and a node that was down past the kept
+/// log catches up by installing a snapshot.
+#[test]
+fn lagging_node_catches_up_from_a_snapshot_after_compaction() {
+    let mut cell = Cell::start(bin(), 3, 3).unwrap();
+    for i in 0..3 {
+        cell.stop(i);
+    }
+    for h in &cell.hosts {
+        let path = h.data.join("node.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text
+            .replace("snapshot_every = 5000", "snapshot_every = 20")
+            .replace("snapshot_keep_logs = 500", "snapshot_keep_logs = 0");
+        std::fs::write(&path, text).unwrap();
+    }
+    for i in 0..3 {
+        cell.start_node(i).unwrap();
+    }
+    assert!(
+        cell.wait_all_alive(Duration::from_secs(30)).is_some(),
+        "{}",
+        cell.logs()
+    );
+    cell.crash(2);
+    let survivor = (0..2).find(|i| cell.status(*i).is_some()).unwrap();
+    for i in 0..60 {
+        assert!(
+            kv_put(&cell, survivor, &format!("s/{i}"), &i.to_string()),
+            "write {i}"
+        );
+    }
+    let compacted = wait_for(Duration::from_secs(10), || {
+        cell.status(survivor)
+            .filter(|s| s.purged_index.unwrap_or(0) > 20)
+    });
+    assert!(
+        compacted.is_some(),
+        "log not compacted: {:?}",
+        cell.status(survivor)
+    );
+    cell.start_node(2).unwrap();
+    let caught_up = wait_for(Duration::from_secs(20), || {
+        (kv_get_stale(&cell, 2, "s/59").as_deref() == Some("59")).then_some(())
+    });
+    assert!(
+        caught_up.is_some(),
+        "lagging node did not catch up:\n{}",
+        cell.logs()
+    );
+    let s = cell.status(2).unwrap();
+    assert!(
+        s.snapshot_index.unwrap_or(0) > 20,
+        "node-3 did not install a snapshot: {s:?}"
+    );
+    assert_eq!(
+        kv_get_stale(&cell, 2, "s/0").as_deref(),
+        Some("0"),
+        "early write missing after snapshot"
     );
 }
