@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release -q -p wos
-W="$PWD/target/release/wos"
+[ -n "${WOS_BIN:-}" ] || cargo build --release -q -p wos
+W="${WOS_BIN:-$PWD/target/release/wos}"
 T=$(mktemp -d)
 PORT=${PORT:-7790}
 cleanup() { pkill -f "$T" 2>/dev/null || true; sleep 0.5; rm -rf "$T"; }

@@ -64,8 +64,8 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             raft_heartbeat_ms: 250,
-            raft_election_min_ms: 1000,
-            raft_election_max_ms: 2000,
+            raft_election_min_ms: 800,
+            raft_election_max_ms: 1600,
             snapshot_every: 5000,
             snapshot_keep_logs: 500,
             leader_wait_ms: 4000,

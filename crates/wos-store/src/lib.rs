@@ -43,6 +43,9 @@ db_err!(
     redb::CommitError
 );
 
+/// Memory redb may use to cache pages of the node store.
+pub const CACHE_BYTES: usize = 16 << 20;
+
 /// A table of byte keys to byte values; values are `postcard`-encoded structs.
 pub type BytesTable = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -55,10 +58,15 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database file at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Open {
-            path: path.display().to_string(),
-            cause: e.to_string(),
-        })?;
+        // redb's default cache is 1 GiB and fills with whatever was read or
+        // written; a node's metadata is small, and an idle node should stay small.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                cause: e.to_string(),
+            })?;
         Ok(Store { db: Arc::new(db) })
     }
 

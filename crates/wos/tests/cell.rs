@@ -301,8 +301,30 @@ fn bad_tokens_anonymous_clients_and_plain_users_are_refused() {
     cell.start_node(0).unwrap();
     cell.wait_api(0, Duration::from_secs(15)).unwrap();
 
-    // A wrong secret (same cell, so the CA check passes and the cell judges it).
+    // A token of another cell: the joiner sees the CA fingerprint differ and
+    // refuses to send its secret at all.
     let good = cell.token.clone();
+    let mut parts: Vec<&str> = good.split('.').collect();
+    let other_fp = "ab".repeat(32);
+    parts[1] = &other_fp;
+    cell.token = parts.join(".");
+    cell.join_node(1, false).unwrap();
+    let refused = wait_for(Duration::from_secs(15), || {
+        let log = cell.log(1);
+        log.contains("fingerprint mismatch").then_some(())
+    });
+    assert!(
+        refused.is_some(),
+        "foreign token not refused:\n{}",
+        cell.logs()
+    );
+    cell.crash(1);
+    assert!(
+        !cell.hosts[1].data.join("node.toml").exists(),
+        "a refused join left node state behind"
+    );
+
+    // A wrong secret (same cell, so the CA check passes and the cell judges it).
     let (prefix, _) = good.rsplit_once('.').unwrap();
     cell.token = format!("{prefix}.{}", "0".repeat(32));
     cell.join_node(1, false).unwrap();
