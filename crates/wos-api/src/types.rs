@@ -188,3 +188,42 @@ pub struct KvEntry {
     /// Raft log index of the write that produced this value.
     pub revision: u64,
 }
+
+/// One decision of a reference monitor, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Unix milliseconds.
+    pub time_ms: u64,
+    /// The node that decided.
+    pub node: String,
+    pub principal: String,
+    pub action: String,
+    pub object: String,
+    pub allowed: bool,
+    /// Why: the rule, certificate, token or ACL that decided.
+    pub reason: String,
+}
+
+/// `GET /v1/audit` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub principal: Option<String>,
+    /// Entries whose object starts with this.
+    pub object: Option<String>,
+    /// Unix milliseconds.
+    pub since_ms: Option<u64>,
+    /// At most this many (newest kept), default 1000.
+    pub limit: Option<usize>,
+}
+
+impl AuditQuery {
+    pub fn matches(&self, e: &AuditEntry) -> bool {
+        self.principal.as_ref().is_none_or(|p| &e.principal == p)
+            && self
+                .object
+                .as_ref()
+                .is_none_or(|o| e.object.starts_with(o.as_str()))
+            && self.since_ms.is_none_or(|s| e.time_ms >= s)
+    }
+}

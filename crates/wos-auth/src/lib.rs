@@ -9,9 +9,11 @@
 //! This crate never depends on the metadata crate; the monitor reads
 //! principals through the [`PrincipalDirectory`] trait that metadata implements.
 
+pub mod audit;
 mod monitor;
 mod token;
 
+pub use audit::AuditLog;
 pub use monitor::{
     Action, Decision, Denial, Object, Principal, PrincipalDirectory, ReferenceMonitor,
 };

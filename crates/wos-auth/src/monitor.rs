@@ -28,6 +28,18 @@ impl From<&PeerId> for Principal {
     }
 }
 
+impl Principal {
+    /// The canonical name, as the audit log records it: `user:NAME`,
+    /// `node:NAME` or `anonymous`.
+    pub fn id(&self) -> String {
+        match self {
+            Principal::Anonymous => "anonymous".into(),
+            Principal::Node(n) => format!("node:{n}"),
+            Principal::User(n) => format!("user:{n}"),
+        }
+    }
+}
+
 impl std::fmt::Display for Principal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -56,6 +68,12 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether decisions on this action go to the audit log even when they
+    /// allow (every denial does).
+    pub fn privileged(self) -> bool {
+        matches!(self, Action::Join | Action::Write | Action::Administer)
+    }
+
     fn verb(self) -> &'static str {
         match self {
             Action::FetchCa => "fetch the CA certificate of",
@@ -74,6 +92,21 @@ pub enum Object {
     Cell,
     Node(String),
     Principal(String),
+    /// A key of the cell's key-value space.
+    Kv(String),
+}
+
+impl Object {
+    /// The canonical name of the object, as the audit log records it:
+    /// `cell`, `node:NAME`, `principal:NAME`, `kv:KEY`.
+    pub fn id(&self) -> String {
+        match self {
+            Object::Cell => "cell".into(),
+            Object::Node(n) => format!("node:{n}"),
+            Object::Principal(n) => format!("principal:{n}"),
+            Object::Kv(k) => format!("kv:{k}"),
+        }
+    }
 }
 
 impl std::fmt::Display for Object {
@@ -82,6 +115,7 @@ impl std::fmt::Display for Object {
             Object::Cell => write!(f, "the cell"),
             Object::Node(n) => write!(f, "node {n}"),
             Object::Principal(n) => write!(f, "principal {n}"),
+            Object::Kv(k) => write!(f, "key {k}"),
         }
     }
 }

@@ -19,7 +19,7 @@ use wos_meta::{Command, MetaError, Outcome, Rejection, RpcKind};
 use wos_net::{PeerId, PeerKind};
 
 use crate::ctx::NodeCtx;
-use crate::now_secs;
+use crate::{now_millis, now_secs};
 
 type Ctx = State<Arc<NodeCtx>>;
 
@@ -141,6 +141,7 @@ pub fn router(ctx: Arc<NodeCtx>) -> Router {
         .route("/v1/users", post(add_user))
         .route("/v1/tokens", post(create_token))
         .route("/v1/kv/{*key}", get(kv_get).put(kv_put))
+        .route("/v1/audit", get(audit))
         .route("/metrics", get(prometheus))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let internal = Router::new()
@@ -148,6 +149,7 @@ pub fn router(ctx: Arc<NodeCtx>) -> Router {
         .route("/internal/meta/leader", post(leader_request))
         .route("/internal/gossip", post(gossip))
         .route("/internal/sign", post(sign_handler))
+        .route("/internal/audit", post(audit_local))
         .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT));
     public
         .merge(internal)
@@ -173,8 +175,9 @@ fn classify(method: &Method, path: &str) -> Option<(Action, Object)> {
         (Method::GET, ["v1", "status"] | ["v1", "nodes"] | ["metrics"]) => {
             (Action::Read, Object::Cell)
         }
-        (Method::GET, ["v1", "kv", ..]) => (Action::Read, Object::Cell),
-        (Method::PUT, ["v1", "kv", ..]) => (Action::Write, Object::Cell),
+        (Method::GET, ["v1", "kv", key @ ..]) => (Action::Read, Object::Kv(key.join("/"))),
+        (Method::PUT, ["v1", "kv", key @ ..]) => (Action::Write, Object::Kv(key.join("/"))),
+        (Method::GET, ["v1", "audit"]) => (Action::Administer, Object::Cell),
         (Method::POST, ["v1", "users"] | ["v1", "tokens"]) => (Action::Administer, Object::Cell),
         (Method::POST, ["v1", "nodes", name, "promote" | "demote"]) => {
             (Action::Administer, Object::Node(name.to_string()))
@@ -198,6 +201,20 @@ async fn authorize(State(ctx): Ctx, mut req: Request, next: Next) -> Response {
     let decision = ctx
         .meta
         .read(|s| ctx.monitor.decide(s, &who, action, &object));
+    if action.privileged() || decision != Decision::Allow {
+        ctx.audit.record(AuditEntry {
+            time_ms: now_millis(),
+            node: ctx.cfg.name.clone(),
+            principal: who.id(),
+            action: format!("{action:?}"),
+            object: object.id(),
+            allowed: decision == Decision::Allow,
+            reason: match &decision {
+                Decision::Allow => "certificate of the cell".into(),
+                Decision::Deny(d) => d.message.clone(),
+            },
+        });
+    }
     let resp = match decision {
         Decision::Allow => {
             req.extensions_mut().insert(who);
@@ -681,6 +698,62 @@ async fn kv_put(
         Outcome::Rejected { reason } => Err(rejected(reason)),
         other => Err(internal(format!("unexpected outcome {other:?}"))),
     }
+}
+
+/// This node's audit entries (asked by another node answering `/v1/audit`).
+async fn audit_local(
+    State(ctx): Ctx,
+    JsonBody(q): JsonBody<AuditQuery>,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    ctx.audit.query(&q).map(Json).map_err(internal)
+}
+
+/// The audit log of the whole cell: this node's entries and every reachable
+/// node's, merged by time. Nodes that do not answer are named in the
+/// `x-wos-audit-missing` header.
+async fn audit(State(ctx): Ctx, Query(q): Query<AuditQuery>) -> Result<Response, ApiError> {
+    let mut entries = ctx.audit.query(&q).map_err(internal)?;
+    let others: Vec<(String, String)> = ctx.meta.read(|s| {
+        s.nodes
+            .values()
+            .filter(|n| n.name != ctx.cfg.name)
+            .map(|n| (n.name.clone(), n.address.clone()))
+            .collect()
+    });
+    let asks = others.iter().map(|(name, addr)| {
+        let req = ctx
+            .http
+            .post(format!("https://{addr}/internal/audit"))
+            .timeout(Duration::from_secs(3))
+            .json(&q)
+            .send();
+        async move {
+            let got = match req.await {
+                Ok(r) if r.status().is_success() => r.json::<Vec<AuditEntry>>().await.ok(),
+                _ => None,
+            };
+            (name.clone(), got)
+        }
+    });
+    let mut missing = Vec::new();
+    for (name, got) in futures::future::join_all(asks).await {
+        match got {
+            Some(mut e) => entries.append(&mut e),
+            None => missing.push(name),
+        }
+    }
+    entries.sort_by_key(|e| e.time_ms);
+    let limit = q.limit.unwrap_or(1000).min(wos_auth::audit::MAX_QUERY);
+    if entries.len() > limit {
+        entries.drain(..entries.len() - limit);
+    }
+    let mut resp = Json(entries).into_response();
+    if !missing.is_empty()
+        && let Ok(v) = axum::http::HeaderValue::from_str(&missing.join(","))
+    {
+        resp.headers_mut().insert("x-wos-audit-missing", v);
+    }
+    Ok(resp)
 }
 
 async fn prometheus(State(ctx): Ctx) -> Response {

@@ -16,6 +16,7 @@ pub struct NodeCtx {
     pub meta: Meta,
     pub membership: Membership,
     pub monitor: ReferenceMonitor,
+    pub audit: wos_auth::AuditLog,
     pub tls: TlsIdentity,
     /// The CA signing key, present on core nodes.
     pub ca: std::sync::RwLock<Option<Arc<CellCa>>>,

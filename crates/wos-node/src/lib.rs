@@ -16,6 +16,14 @@ pub mod sensors;
 pub use bootstrap::{InitOptions, InitOutput, JoinOptions, init_cell, join_cell};
 pub use run::{RunOptions, run_node};
 
+/// Unix milliseconds now.
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Unix seconds now.
 pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()

@@ -65,6 +65,7 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
     let server_tls = tls.server_config()?;
 
     let store = Store::open(&dir.path("meta.redb"))?;
+    let audit = wos_auth::AuditLog::open(store.clone())?;
     let leader_wait = Duration::from_millis(cfg.tuning.leader_wait_ms);
     let meta = Meta::start(
         store,
@@ -90,6 +91,7 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
         meta: meta.clone(),
         membership: membership.clone(),
         monitor: ReferenceMonitor,
+        audit,
         tls,
         ca: std::sync::RwLock::new(ca),
         http,

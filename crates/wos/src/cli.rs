@@ -58,6 +58,8 @@ pub enum Cmd {
     /// The cell's replicated key-value space.
     #[command(subcommand)]
     Kv(KvCmd),
+    /// Decisions of the reference monitors of every node (admin).
+    Audit(AuditArgs),
     /// Measure the cell.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -66,6 +68,24 @@ pub enum Cmd {
 #[derive(Args)]
 pub struct JsonFlag {
     /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// Only decisions about this principal (`user:NAME`, `node:NAME`, `anonymous`).
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Only decisions about objects starting with this (`cell`, `node:N`, `kv:KEY`, ...).
+    #[arg(long)]
+    pub object: Option<String>,
+    /// Only decisions since this long ago (e.g. 10m, 2h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub since: Option<Duration>,
+    /// At most this many (the newest).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
     #[arg(long)]
     pub json: bool,
 }
@@ -213,6 +233,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             json,
         }) => client::kv_put(&g, &key, &value, if_revision, json).await,
         Cmd::Kv(KvCmd::Get { key, stale, json }) => client::kv_get(&g, &key, stale, json).await,
+        Cmd::Audit(a) => client::audit(&g, a).await,
         Cmd::Bench(b) => bench::run(&g, b).await,
     }
 }

@@ -253,3 +253,57 @@ pub fn write_client_config(url: &str, identity: &Path) -> anyhow::Result<PathBuf
     std::fs::write(&path, toml::to_string(&cfg)?)?;
     Ok(path)
 }
+
+pub async fn audit(g: &Global, a: crate::cli::AuditArgs) -> anyhow::Result<()> {
+    let c = connect(g)?;
+    let mut query: Vec<(String, String)> = vec![("limit".into(), a.limit.to_string())];
+    if let Some(p) = a.principal {
+        query.push(("principal".into(), p));
+    }
+    if let Some(o) = a.object {
+        query.push(("object".into(), o));
+    }
+    if let Some(s) = a.since {
+        let since = std::time::SystemTime::now() - s;
+        let ms = since
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        query.push(("since_ms".into(), ms.to_string()));
+    }
+    let qs: Vec<String> = query
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect();
+    let entries: Vec<AuditEntry> = c.get(&format!("/v1/audit?{}", qs.join("&"))).await?;
+    if a.json {
+        return print_json(&entries);
+    }
+    for e in entries {
+        let when = humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + Duration::from_millis(e.time_ms),
+        );
+        println!(
+            "{when} {:<8} {:<6} {:<18} {:<11} {:<24} {}",
+            e.node,
+            if e.allowed { "allow" } else { "DENY" },
+            e.principal,
+            e.action,
+            e.object,
+            e.reason
+        );
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -400,6 +400,39 @@ fn bad_tokens_anonymous_clients_and_plain_users_are_refused() {
     let out = cell.wos(0, &["user", "add", "bob", "--out", bob.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(cell.status(0).unwrap().voters, vec!["node-1".to_string()]);
+    // Every decision above is in the audit log, denials with their reason.
+    let audit: Vec<wos_api::AuditEntry> = wait_for(Duration::from_secs(5), || {
+        let all: Vec<wos_api::AuditEntry> =
+            cell.wos_json(0, &["audit", "--principal", "user:alice", "--json"])?;
+        (all.iter().filter(|e| !e.allowed).count() >= 3).then_some(all)
+    })
+    .expect("alice's denials in the audit log");
+    assert!(
+        audit.iter().any(|e| !e.allowed
+            && e.action == "Administer"
+            && e.reason.contains("may not administer")),
+        "{audit:?}"
+    );
+    assert!(audit.iter().all(|e| e.principal == "user:alice"));
+    let anon: Vec<wos_api::AuditEntry> = cell
+        .wos_json(0, &["audit", "--principal", "anonymous", "--json"])
+        .unwrap();
+    assert!(
+        anon.iter()
+            .any(|e| !e.allowed && e.reason.contains("no credentials")),
+        "{anon:?}"
+    );
+    let joins: Vec<wos_api::AuditEntry> = cell.wos_json(0, &["audit", "--json"]).unwrap();
+    assert!(
+        joins.iter().any(|e| e.action == "Join"),
+        "joins are audited"
+    );
+    let out = cell.wos_as(0, &alice, &["audit"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a plain user read the audit log"
+    );
     // A user identity file readable by others is refused by the CLI.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&alice, std::fs::Permissions::from_mode(0o644)).unwrap();
