@@ -22,6 +22,10 @@ pub enum ConfigError {
     #[error("{path} is not a valid node config: {cause}")]
     Parse { path: String, cause: String },
     #[error(
+        "{path} is readable by other users (mode {mode:o}): private keys must be 0600; run `chmod 600 {path}`"
+    )]
+    Exposed { path: String, mode: u32 },
+    #[error(
         "{0} holds no wos node: create a cell with `wos cell init` or join one with `wos agent --join ADDR --token TOKEN`"
     )]
     NotANode(String),
@@ -139,11 +143,33 @@ impl DataDir {
     }
 
     pub fn tls(&self) -> Result<TlsIdentity, ConfigError> {
+        let key_pem = self
+            .read_secret("node.key")?
+            .ok_or_else(|| io_err(&self.path("node.key"), std::io::ErrorKind::NotFound.into()))?;
         Ok(TlsIdentity {
             ca_cert_pem: self.read("ca.crt")?,
             cert_pem: self.read("node.crt")?,
-            key_pem: self.read("node.key")?,
+            key_pem,
         })
+    }
+
+    /// Reads a private file, refusing it when others may read it.
+    pub fn read_secret(&self, file: &str) -> Result<Option<String>, ConfigError> {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.path(file);
+        let meta = match std::fs::metadata(&p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&p, e)),
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(ConfigError::Exposed {
+                path: p.display().to_string(),
+                mode,
+            });
+        }
+        self.read_optional(file)
     }
 }
 

@@ -48,7 +48,7 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
         dir.save_config(&cfg)?;
     }
     let tls = dir.tls()?;
-    let ca = match (dir.read_optional("ca.key")?, &tls.ca_cert_pem) {
+    let ca = match (dir.read_secret("ca.key")?, &tls.ca_cert_pem) {
         (Some(key_pem), cert) => Some(Arc::new(CellCa {
             cert_pem: cert.clone(),
             key_pem,

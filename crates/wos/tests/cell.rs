@@ -289,6 +289,21 @@ fn full_stop_and_start_resumes_with_all_metadata() {
     }
     let out = cell.wos_as(1, &alice, &["status"]);
     assert!(out.status.success(), "alice lost: {}", stderr(&out));
+
+    // A node whose private key others can read refuses to start.
+    use std::os::unix::fs::PermissionsExt;
+    cell.stop(2);
+    let key = cell.hosts[2].data.join("node.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    cell.start_node(2).unwrap();
+    let refused = wait_for(Duration::from_secs(10), || {
+        cell.log(2).contains("chmod 600").then_some(())
+    });
+    assert!(
+        refused.is_some(),
+        "node started with an exposed key:\n{}",
+        cell.log(2)
+    );
 }
 
 /// G6: a wrong or expired join token, a client with no credentials and a
