@@ -10,6 +10,7 @@
 //! principals through the [`PrincipalDirectory`] trait that metadata implements.
 
 pub mod audit;
+pub mod cap;
 mod monitor;
 mod token;
 
@@ -30,4 +31,7 @@ pub struct PrincipalRecord {
     pub admin: bool,
     /// Unix seconds.
     pub created: u64,
+    /// The principal's Ed25519 public key, hex (for verifying what it signs,
+    /// e.g. capability delegations).
+    pub public_key: String,
 }

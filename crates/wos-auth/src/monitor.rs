@@ -242,6 +242,7 @@ mod tests {
                     kind,
                     admin,
                     created: 0,
+                    public_key: String::new(),
                 },
             )
         };

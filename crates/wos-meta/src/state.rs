@@ -21,6 +21,8 @@ pub struct NodeRecord {
     pub joined: u64,
     /// Core nodes are Raft voters.
     pub core: bool,
+    /// The node's Ed25519 public key, hex.
+    pub public_key: String,
 }
 
 /// A value in the cell's key-value space.
@@ -38,6 +40,10 @@ pub struct CellState {
     pub principals: BTreeMap<String, PrincipalRecord>,
     pub tokens: BTreeMap<String, TokenRecord>,
     pub kv: BTreeMap<String, KvValue>,
+    /// The public root key of the cell's capability tokens (`ed25519/HEX`).
+    pub cap_root: String,
+    /// Revocation ids (hex) of revoked capability tokens.
+    pub revoked: std::collections::BTreeSet<String>,
 }
 
 /// A change to the metadata, proposed to the Raft leader.
@@ -48,6 +54,7 @@ pub enum Command {
         cell: String,
         admin: PrincipalRecord,
         first_node: NodeRecord,
+        cap_root: String,
     },
     /// Admit a node with a join token. `now` is the proposer's clock, so that
     /// every replica judges expiry the same way.
@@ -59,6 +66,7 @@ pub enum Command {
         id: u64,
         address: String,
         core: bool,
+        public_key: String,
     },
     /// Make a node a voter (`core`) or a learner.
     SetNodeRole {
@@ -81,6 +89,8 @@ pub enum Command {
         value: String,
         if_revision: Option<u64>,
     },
+    /// Refuse every capability token carrying this revocation id (hex).
+    Revoke { id: String },
     /// No change: used to measure the log.
     Noop,
 }
@@ -131,6 +141,7 @@ impl CellState {
                 cell,
                 admin,
                 first_node,
+                cap_root,
             } => {
                 if !self.cell.is_empty() {
                     return reject(Rejection::Exists(format!(
@@ -139,6 +150,7 @@ impl CellState {
                     )));
                 }
                 self.cell = cell.clone();
+                self.cap_root = cap_root.clone();
                 self.principals.insert(admin.name.clone(), admin.clone());
                 self.add_node(first_node.clone());
                 Outcome::Done
@@ -151,6 +163,7 @@ impl CellState {
                 id,
                 address,
                 core,
+                public_key,
             } => {
                 let Some(token) = self.tokens.get(token_id) else {
                     return reject(Rejection::BadToken(
@@ -173,6 +186,7 @@ impl CellState {
                     address: address.clone(),
                     joined: *now,
                     core: *core,
+                    public_key: public_key.clone(),
                 });
                 Outcome::NodeAdmitted { name }
             }
@@ -198,6 +212,10 @@ impl CellState {
                     )));
                 }
                 self.principals.insert(record.name.clone(), record.clone());
+                Outcome::Done
+            }
+            Command::Revoke { id } => {
+                self.revoked.insert(id.clone());
                 Outcome::Done
             }
             Command::AddToken { record } => {
@@ -236,6 +254,7 @@ impl CellState {
             kind: PeerKind::Node,
             admin: false,
             created: node.joined,
+            public_key: node.public_key.clone(),
         };
         self.principals.insert(node.name.clone(), principal);
         self.nodes.insert(node.name.clone(), node);
@@ -279,6 +298,7 @@ mod tests {
             kind: PeerKind::User,
             admin: true,
             created: 0,
+            public_key: String::new(),
         };
         let first_node = NodeRecord {
             name: "n1".into(),
@@ -286,6 +306,7 @@ mod tests {
             address: "a:1".into(),
             joined: 0,
             core: true,
+            public_key: String::new(),
         };
         assert_eq!(
             s.apply(
@@ -293,7 +314,8 @@ mod tests {
                 &Command::InitCell {
                     cell: "lab".into(),
                     admin,
-                    first_node
+                    first_node,
+                    cap_root: String::new(),
                 }
             ),
             Outcome::Done
@@ -319,6 +341,7 @@ mod tests {
             id,
             address: "b:1".into(),
             core: false,
+            public_key: String::new(),
         };
         let before = s.clone();
         assert!(matches!(

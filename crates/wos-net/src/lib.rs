@@ -18,5 +18,5 @@ pub use client::{ClientError, bootstrap_client, cell_client, pinned_anonymous_cl
 pub use server::{ServeError, serve};
 pub use tls::{
     CellCa, NODE_SERVER_NAME, PeerId, PeerKind, TlsError, TlsIdentity, ca_fingerprint, check_name,
-    generate_keypair, peer_from_cert_der,
+    ed25519_public_key, ed25519_seed, generate_keypair, peer_from_cert_der,
 };

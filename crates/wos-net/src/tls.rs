@@ -96,6 +96,40 @@ const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
+/// The raw 32-byte Ed25519 public key inside an SPKI PEM.
+pub fn ed25519_public_key(spki_pem: &str) -> Result<[u8; 32], TlsError> {
+    let bad = |cause: &str| TlsError::Pem {
+        what: "public key",
+        cause: cause.into(),
+    };
+    let der = pem::parse(spki_pem).map_err(|e| bad(&e.to_string()))?;
+    let bytes = der.contents();
+    // SEQ { SEQ { OID 1.3.101.112 }, BIT STRING { 0x00, key } }: 12 bytes, then the key.
+    const PREFIX: [u8; 12] = [
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    if bytes.len() != 44 || bytes[..12] != PREFIX {
+        return Err(bad("not an Ed25519 public key"));
+    }
+    Ok(bytes[12..].try_into().expect("32 bytes"))
+}
+
+/// The 32-byte Ed25519 seed inside a PKCS#8 private key PEM (v1 or v2).
+pub fn ed25519_seed(pkcs8_pem: &str) -> Result<[u8; 32], TlsError> {
+    let bad = |cause: &str| TlsError::Pem {
+        what: "private key",
+        cause: cause.into(),
+    };
+    let der = pem::parse(pkcs8_pem).map_err(|e| bad(&e.to_string()))?;
+    let bytes = der.contents();
+    let v1 = bytes.len() == 48 && bytes[..16] == ED25519_PKCS8_V1_PREFIX;
+    let v2 = bytes.len() >= 48 && bytes[..16] == ED25519_PKCS8_V2_PREFIX;
+    if !(v1 || v2) {
+        return Err(bad("not an Ed25519 private key"));
+    }
+    Ok(bytes[16..48].try_into().expect("32 bytes"))
+}
+
 /// The key as RFC 8410 PKCS#8 v1 PEM. ring writes v2 documents, which
 /// OpenSSL 3.0 (and so curl) cannot read; v1 is what every tool reads, and
 /// ring and rustls read it too.
@@ -461,6 +495,17 @@ mod tests {
         assert_eq!(p.secret_pkcs8_der().len(), 48);
         KeyPair::from_pem(&key).unwrap();
         rustls::crypto::ring::sign::any_supported_type(&der).unwrap();
+    }
+
+    #[test]
+    fn raw_ed25519_keys_match() {
+        let (key, spki) = generate_keypair().unwrap();
+        let seed = ed25519_seed(&key).unwrap();
+        let public = ed25519_public_key(&spki).unwrap();
+        let kp = KeyPair::from_pem(&key).unwrap();
+        assert_eq!(&kp.public_key_raw()[..], &public[..]);
+        assert_ne!(seed, [0u8; 32]);
+        assert!(ed25519_public_key(&key).is_err());
     }
 
     #[test]
