@@ -67,6 +67,8 @@ impl ApiFailure {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// A capability token presented with every request.
+    bearer: Option<String>,
 }
 
 impl Client {
@@ -81,7 +83,14 @@ impl Client {
         Ok(Client {
             http,
             base: normalize_base(base),
+            bearer: None,
         })
+    }
+
+    /// Presents `token` (a capability) with every request.
+    pub fn with_bearer(mut self, token: Option<String>) -> Client {
+        self.bearer = token.map(|t| t.trim().to_string());
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -96,6 +105,10 @@ impl Client {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ApiFailure> {
+        let req = match &self.bearer {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
         let resp = req
             .send()
             .await

@@ -41,6 +41,8 @@ pub struct JoinResponse {
     pub ca_cert_pem: String,
     /// The CA signing key, given only to core nodes.
     pub ca_key_pem: Option<String>,
+    /// The capability root key, given only to core nodes.
+    pub cap_key: Option<String>,
     /// Nodes already in the cell: `(name, address)`.
     pub peers: Vec<(String, String)>,
 }
@@ -226,4 +228,41 @@ impl AuditQuery {
                 .is_none_or(|o| e.object.starts_with(o.as_str()))
             && self.since_ms.is_none_or(|s| e.time_ms >= s)
     }
+}
+
+/// `POST /v1/caps`: mint a capability token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MintCapRequest {
+    /// `cell`, `node:NAME`, `principal:NAME` or `kv:PREFIX`.
+    pub object: String,
+    pub rights: Vec<String>,
+    pub ttl_secs: u64,
+    /// Only this principal (`user:NAME`, `node:NAME`, or a user name) may present it.
+    #[serde(default)]
+    pub holder: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MintCapResponse {
+    pub token: String,
+    /// Revocation id (hex).
+    pub id: String,
+    /// Unix seconds.
+    pub expires: u64,
+}
+
+/// `POST /v1/caps/revoke`: give a token or its id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeCapRequest {
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeCapResponse {
+    pub id: String,
 }

@@ -107,7 +107,9 @@ pub fn check_rights(rights: &[String]) -> Result<(), CapError> {
 /// no control characters.
 pub fn check_object(object: &str) -> Result<(), CapError> {
     let kind_ok = object == "cell"
-        || ["node:", "principal:", "kv:"].iter().any(|k| object.starts_with(k));
+        || ["node:", "principal:", "kv:"]
+            .iter()
+            .any(|k| object.starts_with(k));
     if !kind_ok || object.len() > 1024 || object.chars().any(char::is_control) {
         return Err(CapError::Invalid(format!(
             "invalid object {object:?}: use cell, node:NAME, principal:NAME or kv:PREFIX"
@@ -117,7 +119,10 @@ pub fn check_object(object: &str) -> Result<(), CapError> {
 }
 
 fn params(pairs: &[(&str, Term)]) -> HashMap<String, Term> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 /// Mints a token with the cell's root key (`ed25519-private/HEX`).
@@ -132,7 +137,10 @@ pub fn mint(root_private: &str, spec: &MintSpec) -> Result<Minted, CapError> {
     let mut b = Biscuit::builder()
         .code_with_params(
             "minted_by({by}); check if time($t), $t <= {exp};",
-            params(&[("by", Term::from(spec.minted_by.as_str())), ("exp", Term::from(expires))]),
+            params(&[
+                ("by", Term::from(spec.minted_by.as_str())),
+                ("exp", Term::from(expires)),
+            ]),
             HashMap::new(),
         )
         .map_err(biscuit_err)?;
@@ -140,14 +148,21 @@ pub fn mint(root_private: &str, spec: &MintSpec) -> Result<Minted, CapError> {
         b = b
             .code_with_params(
                 "right({obj}, {right});",
-                params(&[("obj", Term::from(spec.object.as_str())), ("right", Term::from(r.as_str()))]),
+                params(&[
+                    ("obj", Term::from(spec.object.as_str())),
+                    ("right", Term::from(r.as_str())),
+                ]),
                 HashMap::new(),
             )
             .map_err(biscuit_err)?;
     }
     if let Some(h) = &spec.holder {
         b = b
-            .code_with_params("holder({h});", params(&[("h", Term::from(h.as_str()))]), HashMap::new())
+            .code_with_params(
+                "holder({h});",
+                params(&[("h", Term::from(h.as_str()))]),
+                HashMap::new(),
+            )
             .map_err(biscuit_err)?;
     }
     let token = b.build(&kp).map_err(biscuit_err)?;
@@ -220,7 +235,10 @@ impl Attenuation {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rights.is_none() && self.path_prefix.is_none() && self.ttl.is_none() && self.node.is_none()
+        self.rights.is_none()
+            && self.path_prefix.is_none()
+            && self.ttl.is_none()
+            && self.node.is_none()
     }
 }
 
@@ -231,10 +249,14 @@ fn parse_unverified(token: &str) -> Result<UnverifiedBiscuit, CapError> {
 /// Narrows a token offline (no key needed). The result is a new token.
 pub fn attenuate(token: &str, att: &Attenuation) -> Result<Minted, CapError> {
     if att.is_empty() {
-        return Err(CapError::Invalid("nothing to narrow: give --rights, --path-prefix, --ttl or --node".into()));
+        return Err(CapError::Invalid(
+            "nothing to narrow: give --rights, --path-prefix, --ttl or --node".into(),
+        ));
     }
     let t = parse_unverified(token)?;
-    let narrowed = t.append(att.block(BlockBuilder::new())?).map_err(biscuit_err)?;
+    let narrowed = t
+        .append(att.block(BlockBuilder::new())?)
+        .map_err(biscuit_err)?;
     finish(narrowed)
 }
 
@@ -248,11 +270,21 @@ fn finish(t: UnverifiedBiscuit) -> Result<Minted, CapError> {
 
 /// Passes a token on to principal `to` (e.g. `user:bob`), signed with the
 /// delegator's own Ed25519 key (its 32-byte seed), optionally narrowing it.
-pub fn delegate(token: &str, to: &str, delegator_seed: &[u8; 32], att: &Attenuation) -> Result<Minted, CapError> {
+pub fn delegate(
+    token: &str,
+    to: &str,
+    delegator_seed: &[u8; 32],
+    att: &Attenuation,
+) -> Result<Minted, CapError> {
     let t = parse_unverified(token)?;
-    let key = PrivateKey::from_bytes(delegator_seed, Algorithm::Ed25519).map_err(|e| CapError::Invalid(format!("{e:?}")))?;
+    let key = PrivateKey::from_bytes(delegator_seed, Algorithm::Ed25519)
+        .map_err(|e| CapError::Invalid(format!("{e:?}")))?;
     let block = BlockBuilder::new()
-        .code_with_params("delegate({to});", params(&[("to", Term::from(to))]), HashMap::new())
+        .code_with_params(
+            "delegate({to});",
+            params(&[("to", Term::from(to))]),
+            HashMap::new(),
+        )
         .map_err(biscuit_err)?;
     let block = att.block(block)?;
     let request = t.third_party_request().map_err(biscuit_err)?;
@@ -297,7 +329,10 @@ pub fn inspect(token: &str) -> Result<TokenInfo, CapError> {
             revocation_id: ids.get(i).map(hex::encode).unwrap_or_default(),
         });
     }
-    Ok(TokenInfo { id: last_id(&ids), blocks })
+    Ok(TokenInfo {
+        id: last_id(&ids),
+        blocks,
+    })
 }
 
 /// The revocation id of a token (what `wos cap revoke` records).
@@ -329,9 +364,9 @@ pub struct CapVerifier {
 
 impl CapVerifier {
     pub fn new(root_public: &str) -> Result<CapVerifier, CapError> {
-        let root = root_public
-            .parse()
-            .map_err(|e| CapError::Invalid(format!("bad capability root key {root_public:?}: {e:?}")))?;
+        let root = root_public.parse().map_err(|e| {
+            CapError::Invalid(format!("bad capability root key {root_public:?}: {e:?}"))
+        })?;
         Ok(CapVerifier {
             root,
             cache: Mutex::new(HashMap::new()),
@@ -355,11 +390,19 @@ impl CapVerifier {
 
     /// Allows `req` under `token`, or says why not. On success, returns the
     /// token id for the audit log.
-    pub fn authorize(&self, token: &str, req: &CapRequest, dir: &dyn CapDirectory) -> Result<String, String> {
+    pub fn authorize(
+        &self,
+        token: &str,
+        req: &CapRequest,
+        dir: &dyn CapDirectory,
+    ) -> Result<String, String> {
         let t = self.verified(token)?;
         let ids = t.revocation_identifiers();
         if let Some(revoked) = ids.iter().map(hex::encode).find(|id| dir.is_revoked(id)) {
-            return Err(format!("the capability token was revoked (id {})", &revoked[..16]));
+            return Err(format!(
+                "the capability token was revoked (id {})",
+                &revoked[..16]
+            ));
         }
         let id = last_id(&ids);
         let mut az = AuthorizerBuilder::new()
@@ -401,7 +444,9 @@ fn valid_holders(
     t: &Biscuit,
     dir: &dyn CapDirectory,
 ) -> Result<Option<HashSet<String>>, String> {
-    let roots: Vec<(String,)> = az.query("h($h) <- holder($h)").map_err(|e| format!("{e:?}"))?;
+    let roots: Vec<(String,)> = az
+        .query("h($h) <- holder($h)")
+        .map_err(|e| format!("{e:?}"))?;
     if roots.is_empty() {
         return Ok(None);
     }
@@ -420,7 +465,10 @@ fn valid_holders(
         let mut rule = rule;
         rule.set_scope("k", key).map_err(|e| format!("{e:?}"))?;
         let tos: Vec<(String,)> = az.query(rule).map_err(|e| format!("{e:?}"))?;
-        edges.entry(from).or_default().extend(tos.into_iter().map(|(to,)| to));
+        edges
+            .entry(from)
+            .or_default()
+            .extend(tos.into_iter().map(|(to,)| to));
     }
     let mut holders: HashSet<String> = roots.into_iter().map(|(h,)| h).collect();
     let mut queue: VecDeque<String> = holders.iter().cloned().collect();
@@ -446,10 +494,12 @@ fn explain(e: &TokenError, req: &CapRequest) -> String {
             .join("; ")
     };
     match e {
-        TokenError::FailedLogic(Logic::NoMatchingPolicy { checks: cs }) if cs.is_empty() => format!(
-            "the capability token does not grant {} on {}",
-            req.operation, req.resource
-        ),
+        TokenError::FailedLogic(Logic::NoMatchingPolicy { checks: cs }) if cs.is_empty() => {
+            format!(
+                "the capability token does not grant {} on {}",
+                req.operation, req.resource
+            )
+        }
         TokenError::FailedLogic(Logic::NoMatchingPolicy { checks: cs })
         | TokenError::FailedLogic(Logic::Unauthorized { checks: cs, .. }) => format!(
             "the capability token does not allow {} on {}: failed {}",
@@ -486,7 +536,12 @@ mod tests {
     }
 
     fn req<'a>(who: Option<&'a str>, op: &'a str, res: &'a str) -> CapRequest<'a> {
-        CapRequest { presenter: who, operation: op, resource: res, node: "n1" }
+        CapRequest {
+            presenter: who,
+            operation: op,
+            resource: res,
+            node: "n1",
+        }
     }
 
     #[test]
@@ -504,42 +559,76 @@ mod tests {
                 (carol_pub, "user:carol".to_string()),
             ]),
         };
-        let rw = mint(&root_priv, &MintSpec {
-            object: "kv:proj/".into(),
-            rights: vec!["read".into(), "write".into()],
-            ttl: Duration::from_secs(3600),
-            holder: None,
-            minted_by: "user:admin".into(),
-        })
+        let rw = mint(
+            &root_priv,
+            &MintSpec {
+                object: "kv:proj/".into(),
+                rights: vec!["read".into(), "write".into()],
+                ttl: Duration::from_secs(3600),
+                holder: None,
+                minted_by: "user:admin".into(),
+            },
+        )
         .unwrap();
-        assert!(v.authorize(&rw.token, &req(None, "write", "kv:proj/x"), &dir).is_ok());
-        assert!(v.authorize(&rw.token, &req(None, "write", "kv:other"), &dir).is_err());
-        let ro = attenuate(&rw.token, &Attenuation { rights: Some(vec!["read".into()]), ..Default::default() }).unwrap();
-        assert!(v.authorize(&ro.token, &req(None, "read", "kv:proj/x"), &dir).is_ok());
-        let denied = v.authorize(&ro.token, &req(None, "write", "kv:proj/x"), &dir).unwrap_err();
+        assert!(
+            v.authorize(&rw.token, &req(None, "write", "kv:proj/x"), &dir)
+                .is_ok()
+        );
+        assert!(
+            v.authorize(&rw.token, &req(None, "write", "kv:other"), &dir)
+                .is_err()
+        );
+        let ro = attenuate(
+            &rw.token,
+            &Attenuation {
+                rights: Some(vec!["read".into()]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(
+            v.authorize(&ro.token, &req(None, "read", "kv:proj/x"), &dir)
+                .is_ok()
+        );
+        let denied = v
+            .authorize(&ro.token, &req(None, "write", "kv:proj/x"), &dir)
+            .unwrap_err();
         assert!(denied.contains("write"), "{denied}");
         // Any changed byte breaks it.
         let mut bytes = ro.token.clone().into_bytes();
         let mid = bytes.len() / 2;
         bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(bytes).unwrap();
-        assert!(v.authorize(&tampered, &req(None, "read", "kv:proj/x"), &dir).is_err());
+        assert!(
+            v.authorize(&tampered, &req(None, "read", "kv:proj/x"), &dir)
+                .is_err()
+        );
         // Revoking the parent revokes the child.
         dir.revoked.insert(rw.id.clone());
-        assert!(v.authorize(&ro.token, &req(None, "read", "kv:proj/x"), &dir).unwrap_err().contains("revoked"));
+        assert!(
+            v.authorize(&ro.token, &req(None, "read", "kv:proj/x"), &dir)
+                .unwrap_err()
+                .contains("revoked")
+        );
         dir.revoked.clear();
 
         // Delegation: admin -> alice -> bob -> carol.
-        let for_alice = mint(&root_priv, &MintSpec {
-            object: "kv:".into(),
-            rights: vec!["read".into()],
-            ttl: Duration::from_secs(3600),
-            holder: Some("user:alice".into()),
-            minted_by: "user:admin".into(),
-        })
+        let for_alice = mint(
+            &root_priv,
+            &MintSpec {
+                object: "kv:".into(),
+                rights: vec!["read".into()],
+                ttl: Duration::from_secs(3600),
+                holder: Some("user:alice".into()),
+                minted_by: "user:admin".into(),
+            },
+        )
         .unwrap();
         let r = |who| req(Some(who), "read", "kv:a");
-        assert!(v.authorize(&for_alice.token, &r("user:alice"), &dir).is_ok());
+        assert!(
+            v.authorize(&for_alice.token, &r("user:alice"), &dir)
+                .is_ok()
+        );
         assert!(v.authorize(&for_alice.token, &r("user:bob"), &dir).is_err());
         let none = Attenuation::default();
         let to_bob = delegate(&for_alice.token, "user:bob", &alice_seed, &none).unwrap();
@@ -550,13 +639,32 @@ mod tests {
         let forged = delegate(&for_alice.token, "user:carol", &carol_seed, &none).unwrap();
         assert!(v.authorize(&forged.token, &r("user:carol"), &dir).is_err());
         // A delegation that narrows applies to everyone after it.
-        let narrowed = delegate(&for_alice.token, "user:bob", &alice_seed, &Attenuation {
-            path_prefix: Some("kv:bob/".into()),
-            ..Default::default()
-        })
+        let narrowed = delegate(
+            &for_alice.token,
+            "user:bob",
+            &alice_seed,
+            &Attenuation {
+                path_prefix: Some("kv:bob/".into()),
+                ..Default::default()
+            },
+        )
         .unwrap();
-        assert!(v.authorize(&narrowed.token, &req(Some("user:bob"), "read", "kv:bob/x"), &dir).is_ok());
-        assert!(v.authorize(&narrowed.token, &req(Some("user:bob"), "read", "kv:a"), &dir).is_err());
+        assert!(
+            v.authorize(
+                &narrowed.token,
+                &req(Some("user:bob"), "read", "kv:bob/x"),
+                &dir
+            )
+            .is_ok()
+        );
+        assert!(
+            v.authorize(
+                &narrowed.token,
+                &req(Some("user:bob"), "read", "kv:a"),
+                &dir
+            )
+            .is_err()
+        );
         let info = inspect(&to_carol.token).unwrap();
         assert_eq!(info.blocks.len(), 3);
         assert!(info.blocks[2].kind.starts_with("delegation signed by"));
@@ -566,17 +674,25 @@ mod tests {
     fn expired_tokens_are_refused() {
         let (root_priv, root_pub) = generate_root();
         let v = CapVerifier::new(&root_pub).unwrap();
-        let dir = Dir { revoked: HashSet::new(), keys: HashMap::new() };
-        let t = mint(&root_priv, &MintSpec {
-            object: "cell".into(),
-            rights: vec!["read".into()],
-            ttl: Duration::from_secs(0),
-            holder: None,
-            minted_by: "user:admin".into(),
-        })
+        let dir = Dir {
+            revoked: HashSet::new(),
+            keys: HashMap::new(),
+        };
+        let t = mint(
+            &root_priv,
+            &MintSpec {
+                object: "cell".into(),
+                rights: vec!["read".into()],
+                ttl: Duration::from_secs(0),
+                holder: None,
+                minted_by: "user:admin".into(),
+            },
+        )
         .unwrap();
         std::thread::sleep(Duration::from_millis(1100));
-        let e = v.authorize(&t.token, &req(None, "read", "cell"), &dir).unwrap_err();
+        let e = v
+            .authorize(&t.token, &req(None, "read", "cell"), &dir)
+            .unwrap_err();
         assert!(e.contains("time"), "{e}");
     }
 }

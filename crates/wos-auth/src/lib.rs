@@ -16,7 +16,7 @@ mod token;
 
 pub use audit::AuditLog;
 pub use monitor::{
-    Action, Decision, Denial, Object, Principal, PrincipalDirectory, ReferenceMonitor,
+    Action, Decision, Denial, Object, Principal, PrincipalDirectory, ReferenceMonitor, parse_object,
 };
 pub use token::{JoinToken, TokenError, TokenRecord};
 

@@ -65,13 +65,39 @@ pub enum Action {
     Administer,
     /// Node-to-node traffic: Raft, gossip, forwarded requests.
     NodeRpc,
+    /// Mint a capability token (for rights the principal holds, which the
+    /// handler checks right by right with [`ReferenceMonitor::decide`]).
+    Mint,
 }
 
 impl Action {
     /// Whether decisions on this action go to the audit log even when they
     /// allow (every denial does).
     pub fn privileged(self) -> bool {
-        matches!(self, Action::Join | Action::Write | Action::Administer)
+        matches!(
+            self,
+            Action::Join | Action::Write | Action::Administer | Action::Mint
+        )
+    }
+
+    /// The capability right that covers this action, if a capability can.
+    pub fn right(self) -> Option<&'static str> {
+        match self {
+            Action::Read => Some("read"),
+            Action::Write => Some("write"),
+            Action::Administer => Some("admin"),
+            Action::FetchCa | Action::Join | Action::NodeRpc | Action::Mint => None,
+        }
+    }
+
+    /// The action a capability right stands for, to check that a minter
+    /// holds what it grants.
+    pub fn for_right(right: &str) -> Action {
+        match right {
+            "read" => Action::Read,
+            "write" | "list" => Action::Write,
+            _ => Action::Administer,
+        }
     }
 
     fn verb(self) -> &'static str {
@@ -82,6 +108,7 @@ impl Action {
             Action::Write => "write",
             Action::Administer => "administer",
             Action::NodeRpc => "make node-to-node calls in",
+            Action::Mint => "mint capabilities in",
         }
     }
 }
@@ -133,6 +160,20 @@ pub enum Decision {
     Deny(Denial),
 }
 
+/// Parses a capability object name (`cell`, `node:N`, `principal:N`, `kv:K`).
+pub fn parse_object(s: &str) -> Option<Object> {
+    if s == "cell" {
+        return Some(Object::Cell);
+    }
+    let (kind, rest) = s.split_once(':')?;
+    Some(match kind {
+        "node" => Object::Node(rest.into()),
+        "principal" => Object::Principal(rest.into()),
+        "kv" => Object::Kv(rest.into()),
+        _ => return None,
+    })
+}
+
 /// Where the monitor looks principals up (the cell metadata implements it).
 pub trait PrincipalDirectory {
     fn principal(&self, name: &str) -> Option<PrincipalRecord>;
@@ -157,6 +198,59 @@ impl ReferenceMonitor {
             tracing::info!(target: "wos::audit", principal = %who, ?action, %object, "denied: {}", d.message);
         }
         decision
+    }
+
+    /// Decides a request that presents a capability token: the token alone
+    /// decides (not the presenter's own rights), and a token bound to a
+    /// holder must be presented by that holder or a delegate. Returns the
+    /// decision and, for the audit log, the token that allowed it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide_capability(
+        &self,
+        verifier: &crate::cap::CapVerifier,
+        dir: &dyn crate::cap::CapDirectory,
+        who: &Principal,
+        action: Action,
+        object: &Object,
+        token: &str,
+        node: &str,
+    ) -> (Decision, String) {
+        let Some(right) = action.right() else {
+            let msg = format!("a capability token cannot {} {object}", action.verb());
+            return (
+                Decision::Deny(Denial {
+                    unauthenticated: false,
+                    message: msg.clone(),
+                }),
+                msg,
+            );
+        };
+        let presenter = match who {
+            Principal::Anonymous => None,
+            _ => Some(who.id()),
+        };
+        let req = crate::cap::CapRequest {
+            presenter: presenter.as_deref(),
+            operation: right,
+            resource: &object.id(),
+            node,
+        };
+        match verifier.authorize(token, &req, dir) {
+            Ok(id) => (
+                Decision::Allow,
+                format!("capability {}", &id[..id.len().min(16)]),
+            ),
+            Err(message) => {
+                tracing::info!(target: "wos::audit", principal = %who, ?action, %object, "denied: {message}");
+                (
+                    Decision::Deny(Denial {
+                        unauthenticated: false,
+                        message: message.clone(),
+                    }),
+                    message,
+                )
+            }
+        }
     }
 
     fn rule(
@@ -201,7 +295,7 @@ impl ReferenceMonitor {
         let allowed = match action {
             Action::FetchCa | Action::Join => true,
             Action::Read => true,
-            Action::Write => kind == PeerKind::User,
+            Action::Write | Action::Mint => kind == PeerKind::User,
             Action::NodeRpc => kind == PeerKind::Node,
             Action::Administer => record.admin,
         };

@@ -68,7 +68,7 @@ pub enum LeaderRequest {
     /// partition) is refused, so that a write reported as failed is not
     /// applied behind the caller's back.
     Write {
-        cmd: Command,
+        cmd: Box<Command>,
         deadline_ms: u64,
     },
     ReadIndex,
@@ -229,7 +229,13 @@ impl Meta {
         let started = Instant::now();
         let deadline_ms = unix_millis() + self.inner.leader_wait.as_millis() as u64;
         match self
-            .until_leader_answers(started, LeaderRequest::Write { cmd, deadline_ms })
+            .until_leader_answers(
+                started,
+                LeaderRequest::Write {
+                    cmd: Box::new(cmd),
+                    deadline_ms,
+                },
+            )
             .await?
         {
             LeaderReply::Written { outcome, index } => Ok(Written { outcome, index }),
@@ -352,7 +358,7 @@ impl Meta {
                 if unix_millis() > deadline_ms {
                     return LeaderReply::Expired;
                 }
-                match raft.client_write(cmd).await {
+                match raft.client_write(*cmd).await {
                     Ok(resp) => LeaderReply::Written {
                         index: resp.log_id.index,
                         outcome: resp.data,

@@ -90,7 +90,9 @@ pub enum Command {
         if_revision: Option<u64>,
     },
     /// Refuse every capability token carrying this revocation id (hex).
-    Revoke { id: String },
+    Revoke {
+        id: String,
+    },
     /// No change: used to measure the log.
     Noop,
 }
@@ -278,6 +280,23 @@ impl CellState {
 
 fn reject(reason: Rejection) -> Outcome {
     Outcome::Rejected { reason }
+}
+
+impl wos_auth::cap::CapDirectory for CellState {
+    fn is_revoked(&self, id_hex: &str) -> bool {
+        self.revoked.contains(id_hex)
+    }
+
+    fn principal_with_key(&self, key_hex: &str) -> Option<String> {
+        let p = self
+            .principals
+            .values()
+            .find(|p| !p.public_key.is_empty() && p.public_key == key_hex)?;
+        Some(match p.kind {
+            PeerKind::Node => format!("node:{}", p.name),
+            PeerKind::User => format!("user:{}", p.name),
+        })
+    }
 }
 
 impl PrincipalDirectory for CellState {

@@ -503,7 +503,7 @@ mod tests {
         let seed = ed25519_seed(&key).unwrap();
         let public = ed25519_public_key(&spki).unwrap();
         let kp = KeyPair::from_pem(&key).unwrap();
-        assert_eq!(&kp.public_key_raw()[..], &public[..]);
+        assert_eq!(kp.public_key_raw(), &public[..]);
         assert_ne!(seed, [0u8; 32]);
         assert!(ed25519_public_key(&key).is_err());
     }

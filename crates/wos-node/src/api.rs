@@ -142,6 +142,8 @@ pub fn router(ctx: Arc<NodeCtx>) -> Router {
         .route("/v1/tokens", post(create_token))
         .route("/v1/kv/{*key}", get(kv_get).put(kv_put))
         .route("/v1/audit", get(audit))
+        .route("/v1/caps", post(mint_cap))
+        .route("/v1/caps/revoke", post(revoke_cap))
         .route("/metrics", get(prometheus))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let internal = Router::new()
@@ -150,6 +152,7 @@ pub fn router(ctx: Arc<NodeCtx>) -> Router {
         .route("/internal/gossip", post(gossip))
         .route("/internal/sign", post(sign_handler))
         .route("/internal/audit", post(audit_local))
+        .route("/internal/mint", post(mint_internal))
         .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT));
     public
         .merge(internal)
@@ -178,6 +181,8 @@ fn classify(method: &Method, path: &str) -> Option<(Action, Object)> {
         (Method::GET, ["v1", "kv", key @ ..]) => (Action::Read, Object::Kv(key.join("/"))),
         (Method::PUT, ["v1", "kv", key @ ..]) => (Action::Write, Object::Kv(key.join("/"))),
         (Method::GET, ["v1", "audit"]) => (Action::Administer, Object::Cell),
+        (Method::POST, ["v1", "caps"]) => (Action::Mint, Object::Cell),
+        (Method::POST, ["v1", "caps", "revoke"]) => (Action::Administer, Object::Cell),
         (Method::POST, ["v1", "users"] | ["v1", "tokens"]) => (Action::Administer, Object::Cell),
         (Method::POST, ["v1", "nodes", name, "promote" | "demote"]) => {
             (Action::Administer, Object::Node(name.to_string()))
@@ -198,10 +203,38 @@ async fn authorize(State(ctx): Ctx, mut req: Request, next: Next) -> Response {
         return not_found().await.into_response();
     };
     let who = Principal::from(&peer);
-    let decision = ctx
-        .meta
-        .read(|s| ctx.monitor.decide(s, &who, action, &object));
-    if action.privileged() || decision != Decision::Allow {
+    let bearer = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let (decision, reason) = match (&bearer, ctx.cap_verifier()) {
+        (Some(token), Some(verifier)) if !matches!(action, Action::FetchCa | Action::Join) => {
+            ctx.meta.read(|s| {
+                ctx.monitor.decide_capability(
+                    &verifier,
+                    s,
+                    &who,
+                    action,
+                    &object,
+                    token,
+                    &ctx.cfg.name,
+                )
+            })
+        }
+        _ => {
+            let d = ctx
+                .meta
+                .read(|s| ctx.monitor.decide(s, &who, action, &object));
+            let reason = match &d {
+                Decision::Allow => "certificate of the cell".to_string(),
+                Decision::Deny(denial) => denial.message.clone(),
+            };
+            (d, reason)
+        }
+    };
+    if action.privileged() || bearer.is_some() || decision != Decision::Allow {
         ctx.audit.record(AuditEntry {
             time_ms: now_millis(),
             node: ctx.cfg.name.clone(),
@@ -209,10 +242,7 @@ async fn authorize(State(ctx): Ctx, mut req: Request, next: Next) -> Response {
             action: format!("{action:?}"),
             object: object.id(),
             allowed: decision == Decision::Allow,
-            reason: match &decision {
-                Decision::Allow => "certificate of the cell".into(),
-                Decision::Deny(d) => d.message.clone(),
-            },
+            reason,
         });
     }
     let resp = match decision {
@@ -283,6 +313,10 @@ async fn join(
     check_address(&req.address)?;
     // Check the public key before anything is recorded.
     sign(&ctx, PeerKind::Node, &req.name, &req.public_key_pem, false).await?;
+    let public_key = hex::encode(
+        wos_net::ed25519_public_key(&req.public_key_pem)
+            .map_err(|e| ApiError::bad(e.to_string()))?,
+    );
     let id = loop {
         let id: u64 = rand::random();
         if id != 0 && ctx.meta.read(|s| s.node_by_id(id).is_none()) {
@@ -299,6 +333,7 @@ async fn join(
             id,
             address: req.address.clone(),
             core: req.core,
+            public_key,
         })
         .await?;
     let name = match written.outcome {
@@ -306,8 +341,13 @@ async fn join(
         Outcome::Rejected { reason } => return Err(rejected(reason)),
         other => return Err(internal(format!("unexpected outcome {other:?}"))),
     };
-    let (cert_pem, ca_key_pem) =
-        sign(&ctx, PeerKind::Node, &name, &req.public_key_pem, req.core).await?;
+    let signed = sign(&ctx, PeerKind::Node, &name, &req.public_key_pem, false).await?;
+    // A core joiner gets the core secrets from this node if it has them;
+    // otherwise it fetches them itself once it runs (see `run::fetch_ca_key`).
+    let core_secrets = match (req.core, ctx.ca(), ctx.cap_key()) {
+        (true, Some(ca), Some(cap)) => Some((ca.key_pem.clone(), cap)),
+        _ => None,
+    };
     let peers = ctx.meta.read(|s| {
         s.nodes
             .values()
@@ -320,9 +360,10 @@ async fn join(
         cell: ctx.cfg.cell.clone(),
         name,
         node_id: id,
-        cert_pem,
+        cert_pem: signed.cert_pem,
         ca_cert_pem: ctx.tls.ca_cert_pem.clone(),
-        ca_key_pem,
+        ca_key_pem: core_secrets.as_ref().map(|s| s.0.clone()),
+        cap_key: core_secrets.map(|s| s.1),
         peers,
     }))
 }
@@ -336,32 +377,21 @@ struct SignRequest {
     kind: PeerKind,
     name: String,
     public_key_pem: String,
-    want_ca_key: bool,
+    /// Also hand over the core secrets (CA key, capability root key): only
+    /// for a node that the metadata records as core, asking for itself.
+    want_core_secrets: bool,
 }
 
+/// A certificate, and the core secrets when asked for and allowed.
 #[derive(Debug, Serialize, Deserialize)]
-struct SignResponse {
+struct Signed {
     cert_pem: String,
     ca_key_pem: Option<String>,
+    cap_key: Option<String>,
 }
 
-/// Issues a certificate here if this node holds the CA key, else asks the
-/// core nodes. The CA key itself is handed out only for a node the metadata
-/// records as core.
-async fn sign(
-    ctx: &Arc<NodeCtx>,
-    kind: PeerKind,
-    name: &str,
-    public_key_pem: &str,
-    want_ca_key: bool,
-) -> Result<(String, Option<String>), ApiError> {
-    if let Some(ca) = ctx.ca() {
-        let cert = ca
-            .issue(&ctx.cfg.cell, kind, name, public_key_pem)
-            .map_err(|e| ApiError::bad(format!("cannot issue a certificate: {e}")))?;
-        let key = want_ca_key.then(|| ca.key_pem.clone());
-        return Ok((cert, key));
-    }
+/// Addresses of the core nodes other than this one, the leader first.
+fn core_addresses(ctx: &NodeCtx) -> Vec<String> {
     let status = ctx.meta.status();
     let mut targets: Vec<String> = Vec::new();
     for id in status.leader.iter().chain(status.voters.iter()) {
@@ -372,26 +402,28 @@ async fn sign(
             targets.push(a.clone());
         }
     }
-    let req = SignRequest {
-        kind,
-        name: name.into(),
-        public_key_pem: public_key_pem.into(),
-        want_ca_key,
-    };
+    targets
+}
+
+/// Sends `req` to `path` on the core nodes in turn until one answers; a
+/// client error (4xx) of theirs is final and passed on.
+async fn ask_core<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+    ctx: &NodeCtx,
+    path: &str,
+    req: &Req,
+    what: &str,
+) -> Result<Resp, ApiError> {
     let mut last = String::from("no core node known");
-    for addr in targets {
+    for addr in core_addresses(ctx) {
         let sent = ctx
             .http
-            .post(format!("https://{addr}/internal/sign"))
+            .post(format!("https://{addr}{path}"))
             .timeout(Duration::from_secs(5))
-            .json(&req)
+            .json(req)
             .send()
             .await;
         match sent {
-            Ok(r) if r.status().is_success() => {
-                let r: SignResponse = r.json().await.map_err(internal)?;
-                return Ok((r.cert_pem, r.ca_key_pem));
-            }
+            Ok(r) if r.status().is_success() => return r.json().await.map_err(internal),
             Ok(r) if r.status().is_client_error() => {
                 let status = r.status();
                 let body: ErrorBody = r.json().await.unwrap_or(ErrorBody {
@@ -405,54 +437,84 @@ async fn sign(
     }
     Err(ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        format!("no core node holding the cell CA could issue the certificate ({last})"),
+        format!("no core node could {what} ({last})"),
     ))
 }
 
-/// Asks the core nodes for the CA key, for this node (which the metadata
-/// records as core). `spki` is a throwaway key the signer certifies on the way.
-pub(crate) async fn fetch_ca_key(ctx: &Arc<NodeCtx>, spki: &str) -> Result<String, ApiError> {
-    let (_, key) = sign(ctx, PeerKind::Node, &ctx.cfg.name, spki, true).await?;
-    key.ok_or_else(|| internal("no CA key in the answer"))
+/// Issues a certificate here if this node holds the CA key, else asks the
+/// core nodes.
+async fn sign(
+    ctx: &Arc<NodeCtx>,
+    kind: PeerKind,
+    name: &str,
+    public_key_pem: &str,
+    want_core_secrets: bool,
+) -> Result<Signed, ApiError> {
+    let req = SignRequest {
+        kind,
+        name: name.into(),
+        public_key_pem: public_key_pem.into(),
+        want_core_secrets,
+    };
+    if ctx.ca().is_some() {
+        return sign_here(ctx, &req);
+    }
+    ask_core(ctx, "/internal/sign", &req, "issue the certificate").await
 }
 
-async fn sign_handler_inner(
-    ctx: &Arc<NodeCtx>,
-    req: SignRequest,
-) -> Result<SignResponse, ApiError> {
+fn sign_here(ctx: &NodeCtx, req: &SignRequest) -> Result<Signed, ApiError> {
     let Some(ca) = ctx.ca() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "this node holds no CA key",
         ));
     };
-    if req.want_ca_key
-        && !ctx
-            .meta
-            .read(|s| s.nodes.get(&req.name).is_some_and(|n| n.core))
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "{} is not a core node: the CA key stays on core nodes",
-                req.name
-            ),
-        ));
-    }
     let cert_pem = ca
         .issue(&ctx.cfg.cell, req.kind, &req.name, &req.public_key_pem)
         .map_err(|e| ApiError::bad(format!("cannot issue a certificate: {e}")))?;
-    Ok(SignResponse {
+    let secrets = req.want_core_secrets;
+    Ok(Signed {
         cert_pem,
-        ca_key_pem: req.want_ca_key.then(|| ca.key_pem.clone()),
+        ca_key_pem: secrets.then(|| ca.key_pem.clone()),
+        cap_key: if secrets { ctx.cap_key() } else { None },
     })
+}
+
+/// Asks the core nodes for the core secrets (CA key, capability root key),
+/// for this node, which the metadata records as core. `spki` is a throwaway
+/// key the signer certifies on the way.
+pub(crate) async fn fetch_ca_key(
+    ctx: &Arc<NodeCtx>,
+    spki: &str,
+) -> Result<(String, String), ApiError> {
+    let s = sign(ctx, PeerKind::Node, &ctx.cfg.name, spki, true).await?;
+    match (s.ca_key_pem, s.cap_key) {
+        (Some(ca), Some(cap)) => Ok((ca, cap)),
+        _ => Err(internal("the core node did not hand over its secrets")),
+    }
 }
 
 async fn sign_handler(
     State(ctx): Ctx,
+    axum::Extension(who): axum::Extension<Principal>,
     JsonBody(req): JsonBody<SignRequest>,
-) -> Result<Json<SignResponse>, ApiError> {
-    sign_handler_inner(&ctx, req).await.map(Json)
+) -> Result<Json<Signed>, ApiError> {
+    if req.want_core_secrets {
+        let is_core = ctx
+            .meta
+            .read(|s| s.nodes.get(&req.name).is_some_and(|n| n.core));
+        let for_itself = who == Principal::Node(req.name.clone());
+        if !is_core || !for_itself {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{who} may not receive the core secrets for {}: they go only to a core node, for itself",
+                    req.name
+                ),
+            ));
+        }
+    }
+    sign_here(&ctx, &req).map(Json)
 }
 
 /// The names of node ids, from the metadata.
@@ -578,8 +640,15 @@ async fn add_user(
 ) -> Result<(StatusCode, Json<AddUserResponse>), ApiError> {
     wos_net::check_name(&req.name).map_err(|e| ApiError::bad(e.to_string()))?;
     // Issue first: a bad public key is refused before anything is recorded.
-    let (cert_pem, _) = sign(&ctx, PeerKind::User, &req.name, &req.public_key_pem, false).await?;
+    let cert_pem = sign(&ctx, PeerKind::User, &req.name, &req.public_key_pem, false)
+        .await?
+        .cert_pem;
+    let public_key = hex::encode(
+        wos_net::ed25519_public_key(&req.public_key_pem)
+            .map_err(|e| ApiError::bad(e.to_string()))?,
+    );
     let record = PrincipalRecord {
+        public_key,
         name: req.name.clone(),
         kind: PeerKind::User,
         admin: req.admin,
@@ -754,6 +823,148 @@ async fn audit(State(ctx): Ctx, Query(q): Query<AuditQuery>) -> Result<Response,
         resp.headers_mut().insert("x-wos-audit-missing", v);
     }
     Ok(resp)
+}
+
+/// A mint request between nodes (the asking node has checked the minter).
+#[derive(Debug, Serialize, Deserialize)]
+struct MintWire {
+    object: String,
+    rights: Vec<String>,
+    ttl_secs: u64,
+    holder: Option<String>,
+    minted_by: String,
+}
+
+impl MintWire {
+    fn spec(&self) -> wos_auth::cap::MintSpec {
+        wos_auth::cap::MintSpec {
+            object: self.object.clone(),
+            rights: self.rights.clone(),
+            ttl: Duration::from_secs(self.ttl_secs),
+            holder: self.holder.clone(),
+            minted_by: self.minted_by.clone(),
+        }
+    }
+}
+
+fn mint_here(ctx: &NodeCtx, wire: &MintWire) -> Result<MintCapResponse, ApiError> {
+    let Some(key) = ctx.cap_key() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node holds no capability root key",
+        ));
+    };
+    let m = wos_auth::cap::mint(&key, &wire.spec()).map_err(|e| ApiError::bad(e.to_string()))?;
+    Ok(MintCapResponse {
+        token: m.token,
+        id: m.id,
+        expires: m.expires,
+    })
+}
+
+async fn mint_internal(
+    State(ctx): Ctx,
+    JsonBody(wire): JsonBody<MintWire>,
+) -> Result<Json<MintCapResponse>, ApiError> {
+    mint_here(&ctx, &wire).map(Json)
+}
+
+/// Mints a capability for rights the caller holds itself: each right is
+/// checked with the reference monitor as if the caller exercised it.
+async fn mint_cap(
+    State(ctx): Ctx,
+    axum::Extension(who): axum::Extension<Principal>,
+    JsonBody(req): JsonBody<MintCapRequest>,
+) -> Result<(StatusCode, Json<MintCapResponse>), ApiError> {
+    wos_auth::cap::check_object(&req.object).map_err(|e| ApiError::bad(e.to_string()))?;
+    wos_auth::cap::check_rights(&req.rights).map_err(|e| ApiError::bad(e.to_string()))?;
+    if req.ttl_secs == 0 || req.ttl_secs > MAX_TOKEN_TTL {
+        return Err(ApiError::bad(format!(
+            "ttl_secs must be between 1 and {MAX_TOKEN_TTL} (30 days), not {}",
+            req.ttl_secs
+        )));
+    }
+    let object = wos_auth::parse_object(&req.object)
+        .ok_or_else(|| ApiError::bad(format!("invalid object {:?}", req.object)))?;
+    for right in &req.rights {
+        let action = Action::for_right(right);
+        let decision = ctx
+            .meta
+            .read(|s| ctx.monitor.decide(s, &who, action, &object));
+        if let Decision::Deny(d) = decision {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{who} cannot grant {right} on {}: {}",
+                    object.id(),
+                    d.message
+                ),
+            ));
+        }
+    }
+    let holder = match &req.holder {
+        None => None,
+        Some(h) => {
+            let id = if h.contains(':') {
+                h.clone()
+            } else {
+                format!("user:{h}")
+            };
+            let (kind, name) = id.split_once(':').unwrap_or(("", ""));
+            let known = ctx.meta.read(|s| {
+                s.principals.get(name).is_some_and(|p| match kind {
+                    "user" => p.kind == PeerKind::User,
+                    "node" => p.kind == PeerKind::Node,
+                    _ => false,
+                })
+            });
+            if !known {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no principal {id} to issue the capability to"),
+                ));
+            }
+            Some(id)
+        }
+    };
+    let wire = MintWire {
+        object: req.object,
+        rights: req.rights,
+        ttl_secs: req.ttl_secs,
+        holder,
+        minted_by: who.id(),
+    };
+    let minted = if ctx.cap_key().is_some() {
+        mint_here(&ctx, &wire)?
+    } else {
+        ask_core(&ctx, "/internal/mint", &wire, "mint the capability").await?
+    };
+    Ok((StatusCode::CREATED, Json(minted)))
+}
+
+/// Revokes a token (and everything attenuated or delegated from it).
+async fn revoke_cap(
+    State(ctx): Ctx,
+    JsonBody(req): JsonBody<RevokeCapRequest>,
+) -> Result<Json<RevokeCapResponse>, ApiError> {
+    let id = match (&req.token, &req.id) {
+        (Some(t), None) => wos_auth::cap::token_id(t).map_err(|e| ApiError::bad(e.to_string()))?,
+        (None, Some(id)) => {
+            let ok = id.len() == 128 && id.bytes().all(|b| b.is_ascii_hexdigit());
+            if !ok {
+                return Err(ApiError::bad(
+                    "id must be the hex revocation id that `wos cap inspect` shows",
+                ));
+            }
+            id.to_lowercase()
+        }
+        _ => return Err(ApiError::bad("give exactly one of token or id")),
+    };
+    let written = ctx.meta.write(Command::Revoke { id: id.clone() }).await?;
+    if let Outcome::Rejected { reason } = written.outcome {
+        return Err(rejected(reason));
+    }
+    Ok(Json(RevokeCapResponse { id }))
 }
 
 async fn prometheus(State(ctx): Ctx) -> Response {

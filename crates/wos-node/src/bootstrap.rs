@@ -79,7 +79,9 @@ pub async fn init_cell(opts: InitOptions) -> anyhow::Result<InitOutput> {
     let node_cert = ca.issue(&opts.cell, PeerKind::Node, &opts.name, &node_spki)?;
     let (admin_key, admin_spki) = wos_net::generate_keypair()?;
     let admin_cert = ca.issue(&opts.cell, PeerKind::User, "admin", &admin_spki)?;
+    let (cap_key, cap_root) = wos_auth::cap::generate_root();
     dir.write_secret("ca.key", &ca.key_pem)?;
+    dir.write_secret("cap.key", &cap_key)?;
     dir.write_public("ca.crt", &ca.cert_pem)?;
     dir.write_secret("node.key", &node_key)?;
     dir.write_public("node.crt", &node_cert)?;
@@ -111,6 +113,7 @@ pub async fn init_cell(opts: InitOptions) -> anyhow::Result<InitOutput> {
         kind: PeerKind::User,
         admin: true,
         created: now,
+        public_key: hex::encode(wos_net::ed25519_public_key(&admin_spki)?),
     };
     let first_node = NodeRecord {
         name: opts.name.clone(),
@@ -118,12 +121,14 @@ pub async fn init_cell(opts: InitOptions) -> anyhow::Result<InitOutput> {
         address: opts.advertise.clone(),
         joined: now,
         core: true,
+        public_key: hex::encode(wos_net::ed25519_public_key(&node_spki)?),
     };
     let w = meta
         .write(Command::InitCell {
             cell: opts.cell.clone(),
             admin,
             first_node,
+            cap_root,
         })
         .await?;
     if let Outcome::Rejected { reason } = w.outcome {
@@ -226,6 +231,9 @@ pub async fn join_cell(opts: JoinOptions) -> anyhow::Result<NodeConfig> {
     dir.write_public("ca.crt", &joined.ca_cert_pem)?;
     if let Some(ca_key) = &joined.ca_key_pem {
         dir.write_secret("ca.key", ca_key)?;
+    }
+    if let Some(cap_key) = &joined.cap_key {
+        dir.write_secret("cap.key", cap_key)?;
     }
     let mut seeds: Vec<String> = joined.peers.iter().map(|(_, a)| a.clone()).collect();
     let join_addr = opts.join.trim_start_matches("https://").to_string();

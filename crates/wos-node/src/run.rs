@@ -55,6 +55,7 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
         })),
         (None, _) => None,
     };
+    let dir_cap_key = dir.read_secret("cap.key")?;
     let http = wos_net::cell_client(&tls, Duration::from_secs(10))?;
     let listener = TcpListener::bind(&cfg.listen).await.with_context(|| {
         format!(
@@ -94,6 +95,8 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
         audit,
         tls,
         ca: std::sync::RwLock::new(ca),
+        cap_key: std::sync::RwLock::new(dir_cap_key),
+        cap_verifier: std::sync::OnceLock::new(),
         http,
         started,
         metrics,
@@ -175,11 +178,16 @@ async fn fetch_ca_key(ctx: &Arc<NodeCtx>) {
         return;
     };
     match crate::api::fetch_ca_key(ctx, &spki).await {
-        Ok(key_pem) => {
-            if let Err(e) = ctx.data.write_secret("ca.key", &key_pem) {
+        Ok((key_pem, cap_key)) => {
+            let stored = ctx
+                .data
+                .write_secret("ca.key", &key_pem)
+                .and_then(|_| ctx.data.write_secret("cap.key", &cap_key));
+            if let Err(e) = stored {
                 tracing::warn!("storing the CA key: {e}");
                 return;
             }
+            *ctx.cap_key.write().expect("cap key lock") = Some(cap_key);
             *ctx.ca.write().expect("ca lock") = Some(Arc::new(CellCa {
                 cert_pem: ctx.tls.ca_cert_pem.clone(),
                 key_pem,

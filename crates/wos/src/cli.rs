@@ -30,6 +30,10 @@ pub struct Global {
     /// Identity file (certificate and key) to authenticate with.
     #[arg(long, global = true, env = "WOS_IDENTITY")]
     pub identity: Option<PathBuf>,
+    /// A capability token to present with the request (it alone then
+    /// decides what the request may do).
+    #[arg(long, global = true, env = "WOS_CAP", hide_env_values = true)]
+    pub cap: Option<String>,
     /// How long a request may take.
     #[arg(long, global = true, default_value = "15s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -58,6 +62,9 @@ pub enum Cmd {
     /// The cell's replicated key-value space.
     #[command(subcommand)]
     Kv(KvCmd),
+    /// Capability tokens: mint, narrow, pass on, inspect, revoke.
+    #[command(subcommand)]
+    Cap(CapCmd),
     /// Decisions of the reference monitors of every node (admin).
     Audit(AuditArgs),
     /// Measure the cell.
@@ -70,6 +77,69 @@ pub struct JsonFlag {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Ways to narrow a token; each given one becomes a check.
+#[derive(Args, Clone, Default)]
+pub struct Narrowing {
+    /// Keep only these rights (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub rights: Option<Vec<String>>,
+    /// Only objects starting with this (e.g. kv:proj/).
+    #[arg(long)]
+    pub path_prefix: Option<String>,
+    /// Expire sooner.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub ttl: Option<Duration>,
+    /// Only on this node.
+    #[arg(long)]
+    pub node: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum CapCmd {
+    /// Mint a token for rights you hold; prints it alone on the last line.
+    Mint {
+        /// cell, node:NAME, principal:NAME or kv:PREFIX.
+        #[arg(long)]
+        object: String,
+        /// Comma-separated: read, write, list, admin, run, signal, logs, run-on, drain.
+        #[arg(long, value_delimiter = ',', required = true)]
+        rights: Vec<String>,
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// Only this principal may use it (a user name, or user:NAME / node:NAME).
+        #[arg(long = "for")]
+        holder: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Narrow a token offline (no cell needed); prints the new token.
+    Attenuate {
+        token: String,
+        #[command(flatten)]
+        narrowing: Narrowing,
+    },
+    /// Pass a token you hold on to another principal, signed with your identity's key.
+    Delegate {
+        token: String,
+        /// The next holder: a user name, or user:NAME / node:NAME.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        narrowing: Narrowing,
+    },
+    /// Show what a token grants, to whom, until when, through which chain (offline).
+    Inspect {
+        token: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token (and everything narrowed or passed on from it) on every node.
+    Revoke {
+        /// The token, or its revocation id (hex, from `wos cap inspect`).
+        token_or_id: String,
+    },
 }
 
 #[derive(Args)]
@@ -234,6 +304,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }) => client::kv_put(&g, &key, &value, if_revision, json).await,
         Cmd::Kv(KvCmd::Get { key, stale, json }) => client::kv_get(&g, &key, stale, json).await,
         Cmd::Audit(a) => client::audit(&g, a).await,
+        Cmd::Cap(c) => crate::cap::run(&g, c).await,
         Cmd::Bench(b) => bench::run(&g, b).await,
     }
 }

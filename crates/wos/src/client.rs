@@ -48,10 +48,10 @@ pub fn connect(g: &Global) -> anyhow::Result<Client> {
         .or(cfg.cell)
         .or_else(|| identity.addresses.first().cloned())
         .ok_or_else(|| anyhow!("no cell address: pass --cell ADDR or set WOS_CELL"))?;
-    Ok(Client::new(&base, &identity, g.timeout)?)
+    Ok(Client::new(&base, &identity, g.timeout)?.with_bearer(g.cap.clone()))
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -199,7 +199,7 @@ pub async fn user_add(
     Ok(())
 }
 
-fn identity_path(g: &Global) -> anyhow::Result<PathBuf> {
+pub fn identity_path(g: &Global) -> anyhow::Result<PathBuf> {
     let cfg = load_client_config()?;
     g.identity
         .clone()

@@ -6,6 +6,7 @@
 //! (unreachable, or no metadata leader).
 
 mod bench;
+mod cap;
 mod cli;
 mod client;
 mod daemon;
