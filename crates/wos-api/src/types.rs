@@ -266,3 +266,30 @@ pub struct RevokeCapRequest {
 pub struct RevokeCapResponse {
     pub id: String,
 }
+
+/// `PUT /v1/acl/OBJECT`: what a principal may do on an object (and below it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetAclRequest {
+    /// `user:NAME`, `node:NAME`, `group:NAME` or `anyuser`.
+    pub principal: String,
+    /// Rights to grant; none removes the entry.
+    pub rights: Vec<String>,
+}
+
+/// One entry of an ACL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclEntry {
+    /// The object (a prefix) the ACL is set on.
+    pub object: String,
+    pub principal: String,
+    pub rights: Vec<String>,
+}
+
+/// `PUT /v1/groups/NAME`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetGroupRequest {
+    /// Principal ids (`user:NAME`, `node:NAME`); none removes the group.
+    pub members: Vec<String>,
+}

@@ -177,6 +177,13 @@ pub fn parse_object(s: &str) -> Option<Object> {
 /// Where the monitor looks principals up (the cell metadata implements it).
 pub trait PrincipalDirectory {
     fn principal(&self, name: &str) -> Option<PrincipalRecord>;
+
+    /// The object whose ACL grants `right` on `object_id` to `principal_id`
+    /// (directly, through a group, or to `anyuser`), if one does. ACLs apply
+    /// to their object and everything it prefixes.
+    fn acl_grant(&self, _principal_id: &str, _right: &str, _object_id: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The one authorization point of a node.
@@ -292,26 +299,54 @@ impl ReferenceMonitor {
                 "{who} is not a principal of this cell (removed, or from another cell)"
             ));
         };
-        let allowed = match action {
-            Action::FetchCa | Action::Join => true,
-            Action::Read => true,
-            Action::Write | Action::Mint => kind == PeerKind::User,
-            Action::NodeRpc => kind == PeerKind::Node,
-            Action::Administer => record.admin,
-        };
-        if allowed {
-            Decision::Allow
-        } else {
-            deny(format!(
-                "{who} may not {} {object}: that needs the {} right",
-                action.verb(),
-                match action {
-                    Action::Administer => "cell admin",
-                    Action::Write => "user",
-                    _ => "node",
-                }
-            ))
+        // Cell admins may do everything a user can; node-to-node calls stay
+        // for nodes.
+        if record.admin && kind == PeerKind::User && action != Action::NodeRpc {
+            return Decision::Allow;
         }
+        match (action, object) {
+            (Action::FetchCa | Action::Join, _) => Decision::Allow,
+            (Action::Read, Object::Cell | Object::Node(_) | Object::Principal(_)) => {
+                Decision::Allow
+            }
+            (Action::Read, _) if kind == PeerKind::Node => Decision::Allow,
+            (Action::Mint, _) if kind == PeerKind::User => Decision::Allow,
+            (Action::Read | Action::Write | Action::Administer, Object::Kv(_))
+                if kind == PeerKind::User =>
+            {
+                let right = action.right().expect("these actions have rights");
+                match dir.acl_grant(&who.id(), right, &object.id()) {
+                    Some(_) => Decision::Allow,
+                    None => deny(format!(
+                        "{} lacks {right} on {}: no ACL grants it (see `wos acl get {}`)",
+                        who.id(),
+                        object.id(),
+                        object.id()
+                    )),
+                }
+            }
+            (Action::Administer, _) => deny(format!(
+                "{who} may not administer {object}: that needs the cell admin right"
+            )),
+            _ => deny(format!("{who} may not {} {object}", action.verb())),
+        }
+    }
+
+    /// Why an allowed request was allowed, for the audit log.
+    pub fn reason(
+        &self,
+        dir: &dyn PrincipalDirectory,
+        who: &Principal,
+        action: Action,
+        object: &Object,
+    ) -> String {
+        if let (Principal::User(name), Some(right), Object::Kv(_)) = (who, action.right(), object) {
+            let admin = dir.principal(name).is_some_and(|r| r.admin);
+            if !admin && let Some(acl) = dir.acl_grant(&who.id(), right, &object.id()) {
+                return format!("ACL on {acl} grants {right}");
+            }
+        }
+        "certificate of the cell".into()
     }
 }
 

@@ -44,6 +44,11 @@ pub struct CellState {
     pub cap_root: String,
     /// Revocation ids (hex) of revoked capability tokens.
     pub revoked: std::collections::BTreeSet<String>,
+    /// Access control lists: object id (a prefix) -> principal id, group
+    /// (`group:NAME`) or `anyuser` -> rights.
+    pub acls: BTreeMap<String, BTreeMap<String, std::collections::BTreeSet<String>>>,
+    /// Groups: name -> member principal ids.
+    pub groups: BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 /// A change to the metadata, proposed to the Raft leader.
@@ -88,6 +93,17 @@ pub enum Command {
         key: String,
         value: String,
         if_revision: Option<u64>,
+    },
+    /// Set what `principal` may do on `object` (no rights: remove the entry).
+    SetAcl {
+        object: String,
+        principal: String,
+        rights: Vec<String>,
+    },
+    /// Set the members of a group (none: remove the group).
+    SetGroup {
+        name: String,
+        members: Vec<String>,
     },
     /// Refuse every capability token carrying this revocation id (hex).
     Revoke {
@@ -216,6 +232,31 @@ impl CellState {
                 self.principals.insert(record.name.clone(), record.clone());
                 Outcome::Done
             }
+            Command::SetAcl {
+                object,
+                principal,
+                rights,
+            } => {
+                let acl = self.acls.entry(object.clone()).or_default();
+                if rights.is_empty() {
+                    acl.remove(principal);
+                } else {
+                    acl.insert(principal.clone(), rights.iter().cloned().collect());
+                }
+                if acl.is_empty() {
+                    self.acls.remove(object);
+                }
+                Outcome::Done
+            }
+            Command::SetGroup { name, members } => {
+                if members.is_empty() {
+                    self.groups.remove(name);
+                } else {
+                    self.groups
+                        .insert(name.clone(), members.iter().cloned().collect());
+                }
+                Outcome::Done
+            }
             Command::Revoke { id } => {
                 self.revoked.insert(id.clone());
                 Outcome::Done
@@ -303,6 +344,26 @@ impl PrincipalDirectory for CellState {
     fn principal(&self, name: &str) -> Option<PrincipalRecord> {
         self.principals.get(name).cloned()
     }
+
+    fn acl_grant(&self, principal_id: &str, right: &str, object_id: &str) -> Option<String> {
+        let member_of = |group: &str| {
+            self.groups
+                .get(group)
+                .is_some_and(|m| m.contains(principal_id))
+        };
+        self.acls
+            .iter()
+            .filter(|(obj, _)| object_id.starts_with(obj.as_str()))
+            .find(|(_, entries)| {
+                entries.iter().any(|(who, rights)| {
+                    let applies = who == principal_id
+                        || (who == "anyuser" && principal_id.starts_with("user:"))
+                        || who.strip_prefix("group:").is_some_and(member_of);
+                    applies && rights.contains(right)
+                })
+            })
+            .map(|(obj, _)| obj.clone())
+    }
 }
 
 #[cfg(test)]
@@ -386,6 +447,38 @@ mod tests {
             }
         );
         assert_eq!(s.nodes.len(), 2);
+    }
+
+    #[test]
+    fn acls_grant_by_prefix_principal_group_and_anyuser() {
+        let mut s = cell();
+        let set = |o: &str, p: &str, r: &[&str]| Command::SetAcl {
+            object: o.into(),
+            principal: p.into(),
+            rights: r.iter().map(|x| x.to_string()).collect(),
+        };
+        s.apply(2, &set("kv:proj/", "user:alice", &["read", "write"]));
+        s.apply(3, &set("kv:pub/", "anyuser", &["read"]));
+        s.apply(4, &set("kv:team/", "group:team", &["read"]));
+        s.apply(
+            5,
+            &Command::SetGroup {
+                name: "team".into(),
+                members: vec!["user:bob".into()],
+            },
+        );
+        assert_eq!(
+            s.acl_grant("user:alice", "write", "kv:proj/x"),
+            Some("kv:proj/".into())
+        );
+        assert_eq!(s.acl_grant("user:alice", "admin", "kv:proj/x"), None);
+        assert_eq!(s.acl_grant("user:bob", "write", "kv:proj/x"), None);
+        assert!(s.acl_grant("user:carol", "read", "kv:pub/a").is_some());
+        assert!(s.acl_grant("node:n1", "read", "kv:pub/a").is_none());
+        assert!(s.acl_grant("user:bob", "read", "kv:team/a").is_some());
+        s.apply(6, &set("kv:proj/", "user:alice", &[]));
+        assert_eq!(s.acl_grant("user:alice", "read", "kv:proj/x"), None);
+        assert!(!s.acls.contains_key("kv:proj/"));
     }
 
     #[test]

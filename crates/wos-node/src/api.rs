@@ -143,6 +143,8 @@ pub fn router(ctx: Arc<NodeCtx>) -> Router {
         .route("/v1/kv/{*key}", get(kv_get).put(kv_put))
         .route("/v1/audit", get(audit))
         .route("/v1/caps", post(mint_cap))
+        .route("/v1/acl/{*object}", get(acl_get).put(acl_set))
+        .route("/v1/groups/{name}", axum::routing::put(group_set))
         .route("/v1/caps/revoke", post(revoke_cap))
         .route("/metrics", get(prometheus))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
@@ -182,6 +184,15 @@ fn classify(method: &Method, path: &str) -> Option<(Action, Object)> {
         (Method::PUT, ["v1", "kv", key @ ..]) => (Action::Write, Object::Kv(key.join("/"))),
         (Method::GET, ["v1", "audit"]) => (Action::Administer, Object::Cell),
         (Method::POST, ["v1", "caps"]) => (Action::Mint, Object::Cell),
+        (Method::GET, ["v1", "acl", rest @ ..]) => (
+            Action::Read,
+            wos_auth::parse_object(&rest.join("/")).unwrap_or(Object::Cell),
+        ),
+        (Method::PUT, ["v1", "acl", rest @ ..]) => (
+            Action::Administer,
+            wos_auth::parse_object(&rest.join("/")).unwrap_or(Object::Cell),
+        ),
+        (Method::PUT, ["v1", "groups", _]) => (Action::Administer, Object::Cell),
         (Method::POST, ["v1", "caps", "revoke"]) => (Action::Administer, Object::Cell),
         (Method::POST, ["v1", "users"] | ["v1", "tokens"]) => (Action::Administer, Object::Cell),
         (Method::POST, ["v1", "nodes", name, "promote" | "demote"]) => {
@@ -228,7 +239,9 @@ async fn authorize(State(ctx): Ctx, mut req: Request, next: Next) -> Response {
                 .meta
                 .read(|s| ctx.monitor.decide(s, &who, action, &object));
             let reason = match &d {
-                Decision::Allow => "certificate of the cell".to_string(),
+                Decision::Allow => ctx
+                    .meta
+                    .read(|s| ctx.monitor.reason(s, &who, action, &object)),
                 Decision::Deny(denial) => denial.message.clone(),
             };
             (d, reason)
@@ -940,6 +953,90 @@ async fn mint_cap(
         ask_core(&ctx, "/internal/mint", &wire, "mint the capability").await?
     };
     Ok((StatusCode::CREATED, Json(minted)))
+}
+
+fn check_acl_principal(p: &str) -> Result<(), ApiError> {
+    let ok = p == "anyuser"
+        || ["user:", "node:", "group:"].iter().any(|k| {
+            p.strip_prefix(k)
+                .is_some_and(|n| wos_net::check_name(n).is_ok())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad(format!(
+            "invalid principal {p:?}: use user:NAME, node:NAME, group:NAME or anyuser"
+        )))
+    }
+}
+
+/// Sets one entry of an object's ACL (cell admins, or holders of admin on it).
+async fn acl_set(
+    State(ctx): Ctx,
+    Path(object): Path<String>,
+    JsonBody(req): JsonBody<SetAclRequest>,
+) -> Result<Json<Vec<AclEntry>>, ApiError> {
+    wos_auth::cap::check_object(&object).map_err(|e| ApiError::bad(e.to_string()))?;
+    check_acl_principal(&req.principal)?;
+    if !req.rights.is_empty() {
+        wos_auth::cap::check_rights(&req.rights).map_err(|e| ApiError::bad(e.to_string()))?;
+    }
+    let cmd = Command::SetAcl {
+        object: object.clone(),
+        principal: req.principal,
+        rights: req.rights,
+    };
+    ctx.meta.write(cmd).await?;
+    Ok(Json(acl_entries(&ctx, &object)))
+}
+
+/// Every ACL entry that applies to `object` (set on it or on a prefix).
+fn acl_entries(ctx: &NodeCtx, object: &str) -> Vec<AclEntry> {
+    ctx.meta.read(|s| {
+        s.acls
+            .iter()
+            .filter(|(o, _)| object.starts_with(o.as_str()))
+            .flat_map(|(o, entries)| {
+                entries.iter().map(|(p, rights)| AclEntry {
+                    object: o.clone(),
+                    principal: p.clone(),
+                    rights: rights.iter().cloned().collect(),
+                })
+            })
+            .collect()
+    })
+}
+
+async fn acl_get(
+    State(ctx): Ctx,
+    Path(object): Path<String>,
+) -> Result<Json<Vec<AclEntry>>, ApiError> {
+    wos_auth::cap::check_object(&object).map_err(|e| ApiError::bad(e.to_string()))?;
+    ctx.meta.linearizable().await?;
+    Ok(Json(acl_entries(&ctx, &object)))
+}
+
+async fn group_set(
+    State(ctx): Ctx,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<SetGroupRequest>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    wos_net::check_name(&name).map_err(|e| ApiError::bad(e.to_string()))?;
+    for m in &req.members {
+        if m == "anyuser" || m.starts_with("group:") {
+            return Err(ApiError::bad(format!(
+                "invalid member {m:?}: members are user:NAME or node:NAME"
+            )));
+        }
+        check_acl_principal(m)?;
+    }
+    ctx.meta
+        .write(Command::SetGroup {
+            name,
+            members: req.members.clone(),
+        })
+        .await?;
+    Ok(Json(req.members))
 }
 
 /// Revokes a token (and everything attenuated or delegated from it).

@@ -62,6 +62,12 @@ pub enum Cmd {
     /// The cell's replicated key-value space.
     #[command(subcommand)]
     Kv(KvCmd),
+    /// Access control lists on objects (AFS-like; checked by the same monitor).
+    #[command(subcommand)]
+    Acl(AclCmd),
+    /// Groups of principals, for ACLs.
+    #[command(subcommand)]
+    Group(GroupCmd),
     /// Capability tokens: mint, narrow, pass on, inspect, revoke.
     #[command(subcommand)]
     Cap(CapCmd),
@@ -77,6 +83,29 @@ pub struct JsonFlag {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum AclCmd {
+    /// Grant PRINCIPAL (user:NAME, node:NAME, group:NAME, anyuser, or a user
+    /// name) RIGHTS (comma-separated, or `none` to remove) on OBJECT and below.
+    Set {
+        object: String,
+        principal: String,
+        rights: String,
+    },
+    /// The ACL entries that apply to OBJECT.
+    Get {
+        object: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum GroupCmd {
+    /// Set the members of a group (none: remove it).
+    Set { name: String, members: Vec<String> },
 }
 
 /// Ways to narrow a token; each given one becomes a check.
@@ -305,6 +334,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Kv(KvCmd::Get { key, stale, json }) => client::kv_get(&g, &key, stale, json).await,
         Cmd::Audit(a) => client::audit(&g, a).await,
         Cmd::Cap(c) => crate::cap::run(&g, c).await,
+        Cmd::Acl(AclCmd::Set {
+            object,
+            principal,
+            rights,
+        }) => client::acl_set(&g, &object, &principal, &rights).await,
+        Cmd::Acl(AclCmd::Get { object, json }) => client::acl_get(&g, &object, json).await,
+        Cmd::Group(GroupCmd::Set { name, members }) => client::group_set(&g, &name, members).await,
         Cmd::Bench(b) => bench::run(&g, b).await,
     }
 }

@@ -307,3 +307,75 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// `alice` means `user:alice`; prefixed names and `anyuser` stand as they are.
+fn principal_id(name: &str) -> String {
+    if name.contains(':') || name == "anyuser" {
+        name.to_string()
+    } else {
+        format!("user:{name}")
+    }
+}
+
+fn print_acl(entries: &[AclEntry]) {
+    if entries.is_empty() {
+        println!("(no ACL entries apply: only cell admins have access)");
+    }
+    for e in entries {
+        println!(
+            "{:<24} {:<20} {}",
+            e.object,
+            e.principal,
+            e.rights.join(",")
+        );
+    }
+}
+
+pub async fn acl_set(
+    g: &Global,
+    object: &str,
+    principal: &str,
+    rights: &str,
+) -> anyhow::Result<()> {
+    let rights: Vec<String> = if rights == "none" {
+        vec![]
+    } else {
+        rights
+            .split(',')
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect()
+    };
+    let req = SetAclRequest {
+        principal: principal_id(principal),
+        rights,
+    };
+    let entries: Vec<AclEntry> = connect(g)?.put(&format!("/v1/acl/{object}"), &req).await?;
+    print_acl(&entries);
+    Ok(())
+}
+
+pub async fn acl_get(g: &Global, object: &str, json: bool) -> anyhow::Result<()> {
+    let entries: Vec<AclEntry> = connect(g)?.get(&format!("/v1/acl/{object}")).await?;
+    if json {
+        return print_json(&entries);
+    }
+    print_acl(&entries);
+    Ok(())
+}
+
+pub async fn group_set(g: &Global, name: &str, members: Vec<String>) -> anyhow::Result<()> {
+    let req = SetGroupRequest {
+        members: members.iter().map(|m| principal_id(m)).collect(),
+    };
+    let set: Vec<String> = connect(g)?.put(&format!("/v1/groups/{name}"), &req).await?;
+    println!(
+        "group {name}: {}",
+        if set.is_empty() {
+            "removed".to_string()
+        } else {
+            set.join(", ")
+        }
+    );
+    Ok(())
+}

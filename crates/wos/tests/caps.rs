@@ -318,3 +318,130 @@ fn delegation_chain_of_three_links() {
     );
     assert!(blocks[2]["source"].as_str().unwrap().contains("user:carol"));
 }
+
+/// ACLs decide what plain users may do, by principal, group or anyuser, on an
+/// object and below it; denials say which right was missing; holders of admin
+/// on an object may set its ACL; the audit log names the ACL that allowed.
+#[test]
+fn acls_decide_for_users_and_explain_denials() {
+    let cell = Cell::start(bin(), 1, 1).unwrap();
+    let admin = cell.admin.clone();
+    let alice = add_user(&cell, "alice");
+    let bob = add_user(&cell, "bob");
+    let carol = add_user(&cell, "carol");
+    for key in ["proj/x", "proj/sub/y", "team/a", "pub/b"] {
+        ok(&cell, 0, &admin, &["kv", "put", key, "v"]);
+    }
+    // Default deny, with the missing right named.
+    let out = cell.wos_as(0, &alice, &["kv", "get", "proj/x"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("user:alice lacks read on kv:proj/x"),
+        "{}",
+        stderr(&out)
+    );
+
+    ok(
+        &cell,
+        0,
+        &admin,
+        &["acl", "set", "kv:proj/", "alice", "read,write"],
+    );
+    ok(&cell, 0, &alice, &["kv", "put", "proj/x", "by-alice"]);
+    assert_eq!(ok(&cell, 0, &alice, &["kv", "get", "proj/x"]), "by-alice");
+    let out = cell.wos_as(0, &bob, &["kv", "put", "proj/x", "no"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("user:bob lacks write on kv:proj/x"),
+        "{}",
+        stderr(&out)
+    );
+    // The same decision over plain HTTP with the client certificate.
+    let (code, body) = cell.curl(0, Some(&bob), "GET", "/v1/kv/proj/x", &[]);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("lacks read"), "{body}");
+    let (code, _) = cell.curl(0, Some(&alice), "GET", "/v1/kv/proj/x", &[]);
+    assert_eq!(code, 200);
+
+    // Groups and anyuser.
+    ok(&cell, 0, &admin, &["group", "set", "team", "bob"]);
+    ok(
+        &cell,
+        0,
+        &admin,
+        &["acl", "set", "kv:team/", "group:team", "read"],
+    );
+    ok(
+        &cell,
+        0,
+        &admin,
+        &["acl", "set", "kv:pub/", "anyuser", "read"],
+    );
+    assert_eq!(ok(&cell, 0, &bob, &["kv", "get", "team/a"]), "v");
+    assert_eq!(
+        cell.wos_as(0, &carol, &["kv", "get", "team/a"])
+            .status
+            .code(),
+        Some(3)
+    );
+    assert_eq!(ok(&cell, 0, &carol, &["kv", "get", "pub/b"]), "v");
+
+    // Alice cannot set ACLs until she holds admin on the object.
+    let out = cell.wos_as(0, &alice, &["acl", "set", "kv:proj/sub/", "bob", "read"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    ok(
+        &cell,
+        0,
+        &admin,
+        &["acl", "set", "kv:proj/", "alice", "read,write,admin"],
+    );
+    ok(
+        &cell,
+        0,
+        &alice,
+        &["acl", "set", "kv:proj/sub/", "bob", "read"],
+    );
+    assert_eq!(ok(&cell, 0, &bob, &["kv", "get", "proj/sub/y"]), "v");
+    assert_eq!(
+        cell.wos_as(0, &bob, &["kv", "get", "proj/x"]).status.code(),
+        Some(3)
+    );
+    // Removing an entry takes the right away.
+    ok(
+        &cell,
+        0,
+        &admin,
+        &["acl", "set", "kv:team/", "group:team", "none"],
+    );
+    assert_eq!(
+        cell.wos_as(0, &bob, &["kv", "get", "team/a"]).status.code(),
+        Some(3)
+    );
+    let acl: Vec<wos_api::AclEntry> = cell
+        .wos_json(0, &["acl", "get", "kv:proj/sub/y", "--json"])
+        .unwrap();
+    assert_eq!(acl.len(), 2, "{acl:?}");
+
+    let audit: Vec<wos_api::AuditEntry> = wait_for(Duration::from_secs(5), || {
+        let e: Vec<wos_api::AuditEntry> = cell.wos_json(
+            0,
+            &[
+                "audit",
+                "--principal",
+                "user:alice",
+                "--limit",
+                "1000",
+                "--json",
+            ],
+        )?;
+        e.iter()
+            .any(|x| x.reason.contains("ACL on kv:proj/ grants write"))
+            .then_some(e)
+    })
+    .expect("ACL decisions in the audit log");
+    assert!(
+        audit
+            .iter()
+            .any(|e| !e.allowed && e.reason.contains("lacks read"))
+    );
+}
