@@ -360,6 +360,9 @@ pub trait CapDirectory {
 pub struct CapVerifier {
     root: PublicKey,
     cache: Mutex<HashMap<String, Arc<Biscuit>>>,
+    /// The allow policy and the delegation query, parsed once.
+    policy: biscuit_auth::builder::Policy,
+    delegation_query: biscuit_auth::builder::Rule,
 }
 
 impl CapVerifier {
@@ -367,9 +370,18 @@ impl CapVerifier {
         let root = root_public.parse().map_err(|e| {
             CapError::Invalid(format!("bad capability root key {root_public:?}: {e:?}"))
         })?;
+        let policy = biscuit_auth::builder::Policy::try_from(
+            "allow if operation($op), resource($r), right($o, $op), $r.starts_with($o)",
+        )
+        .map_err(|e| CapError::Invalid(format!("{e:?}")))?;
+        let delegation_query =
+            biscuit_auth::builder::Rule::try_from("d($to) <- delegate($to) trusting {k}")
+                .map_err(|e| CapError::Invalid(format!("{e:?}")))?;
         Ok(CapVerifier {
             root,
             cache: Mutex::new(HashMap::new()),
+            policy,
+            delegation_query,
         })
     }
 
@@ -405,23 +417,18 @@ impl CapVerifier {
             ));
         }
         let id = last_id(&ids);
+        use biscuit_auth::builder::{fact, string};
         let mut az = AuthorizerBuilder::new()
-            .code_with_params(
-                "operation({op}); resource({res}); node({node});
-                 allow if operation($op), resource($r), right($o, $op), $r.starts_with($o);",
-                params(&[
-                    ("op", Term::from(req.operation)),
-                    ("res", Term::from(req.resource)),
-                    ("node", Term::from(req.node)),
-                ]),
-                HashMap::new(),
-            )
+            .fact(fact("operation", &[string(req.operation)]))
+            .and_then(|b| b.fact(fact("resource", &[string(req.resource)])))
+            .and_then(|b| b.fact(fact("node", &[string(req.node)])))
+            .and_then(|b| b.policy(self.policy.clone()))
             .map_err(|e| format!("{e:?}"))?
             .time()
             .set_limits(LIMITS)
             .build(&t)
             .map_err(|e| format!("{e:?}"))?;
-        let holders = valid_holders(&mut az, &t, dir)?;
+        let holders = valid_holders(&mut az, &t, dir, &self.delegation_query)?;
         if let Some(holders) = holders {
             let who = req.presenter.unwrap_or("anonymous");
             if !holders.contains(who) {
@@ -443,6 +450,7 @@ fn valid_holders(
     az: &mut biscuit_auth::Authorizer,
     t: &Biscuit,
     dir: &dyn CapDirectory,
+    delegation_query: &biscuit_auth::builder::Rule,
 ) -> Result<Option<HashSet<String>>, String> {
     let roots: Vec<(String,)> = az
         .query("h($h) <- holder($h)")
@@ -460,9 +468,7 @@ fn valid_holders(
             continue;
         };
         // Only facts that blocks signed by this key state themselves.
-        let rule = biscuit_auth::builder::Rule::try_from("d($to) <- delegate($to) trusting {k}")
-            .map_err(|e| format!("{e:?}"))?;
-        let mut rule = rule;
+        let mut rule = delegation_query.clone();
         rule.set_scope("k", key).map_err(|e| format!("{e:?}"))?;
         let tos: Vec<(String,)> = az.query(rule).map_err(|e| format!("{e:?}"))?;
         edges

@@ -23,6 +23,15 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Capability verification in the reference monitor: µs per request for
+    /// a token delegated along a three-link chain, with and without the
+    /// verified-token cache (no cell needed).
+    Cap {
+        #[arg(long, default_value_t = 2000)]
+        iterations: u32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Serialize)]
@@ -53,6 +62,7 @@ pub async fn run(g: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
             concurrency,
             json,
         } => meta(g, writes, concurrency.max(1), json).await,
+        BenchCmd::Cap { iterations, json } => cap(iterations.max(1), json),
     }
 }
 
@@ -150,4 +160,101 @@ fn local_commits(n: usize) -> anyhow::Result<(f64, f64)> {
     let rate = n as f64 / started.elapsed().as_secs_f64();
     lat.sort();
     Ok((percentile(&lat, 0.5), rate))
+}
+
+#[derive(Serialize)]
+struct CapBench {
+    iterations: u32,
+    chain_links: usize,
+    cached_us_per_request: f64,
+    uncached_us_per_request: f64,
+    /// Cached cost as a fraction of the full (uncached) verification.
+    cached_ratio: f64,
+}
+
+struct Keys(std::collections::HashMap<String, String>);
+
+impl wos_auth::cap::CapDirectory for Keys {
+    fn is_revoked(&self, _: &str) -> bool {
+        false
+    }
+    fn principal_with_key(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+}
+
+fn cap(iterations: u32, json: bool) -> anyhow::Result<()> {
+    use wos_auth::cap::{self, Attenuation, CapRequest, CapVerifier, MintSpec};
+    let (root_priv, root_pub) = cap::generate_root();
+    let mut keys = std::collections::HashMap::new();
+    let mut seeds = Vec::new();
+    for name in ["alice", "bob"] {
+        let (key_pem, spki) = wos_net::generate_keypair()?;
+        keys.insert(
+            hex_of(&wos_net::ed25519_public_key(&spki)?),
+            format!("user:{name}"),
+        );
+        seeds.push(wos_net::ed25519_seed(&key_pem)?);
+    }
+    let dir = Keys(keys);
+    let minted = cap::mint(
+        &root_priv,
+        &MintSpec {
+            object: "kv:".into(),
+            rights: vec!["read".into()],
+            ttl: Duration::from_secs(3600),
+            holder: Some("user:alice".into()),
+            minted_by: "user:admin".into(),
+        },
+    )?;
+    let none = Attenuation::default();
+    let t2 = cap::delegate(&minted.token, "user:bob", &seeds[0], &none)?;
+    let t3 = cap::delegate(&t2.token, "user:carol", &seeds[1], &none)?;
+    let req = CapRequest {
+        presenter: Some("user:carol"),
+        operation: "read",
+        resource: "kv:a",
+        node: "n1",
+    };
+    let cached = CapVerifier::new(&root_pub)?;
+    cached
+        .authorize(&t3.token, &req, &dir)
+        .map_err(anyhow::Error::msg)?;
+    let start = Instant::now();
+    for _ in 0..iterations {
+        cached
+            .authorize(&t3.token, &req, &dir)
+            .map_err(anyhow::Error::msg)?;
+    }
+    let cached_us = start.elapsed().as_secs_f64() * 1e6 / iterations as f64;
+    let start = Instant::now();
+    for _ in 0..iterations {
+        let fresh = CapVerifier::new(&root_pub)?;
+        fresh
+            .authorize(&t3.token, &req, &dir)
+            .map_err(anyhow::Error::msg)?;
+    }
+    let uncached_us = start.elapsed().as_secs_f64() * 1e6 / iterations as f64;
+    let r = CapBench {
+        iterations,
+        chain_links: 3,
+        cached_us_per_request: cached_us,
+        uncached_us_per_request: uncached_us,
+        cached_ratio: cached_us / uncached_us,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "capability check, token delegated admin -> alice -> bob -> carol, {iterations} requests:"
+        );
+        println!("  cached verified token: {cached_us:.1} µs per request");
+        println!("  full verification:     {uncached_us:.1} µs per request (baseline)");
+        println!("  cached / full:         {:.2}", r.cached_ratio);
+    }
+    Ok(())
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
