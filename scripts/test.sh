@@ -17,4 +17,9 @@ rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup compon
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
+# A short fuzzing run of token parsing and API decoding (60 s each with
+# scripts/fuzz.sh alone); WOS_SKIP_FUZZ=1 skips it.
+if [ -z "${WOS_SKIP_FUZZ:-}" ]; then
+    ./scripts/fuzz.sh "${WOS_FUZZ_SECONDS:-15}"
+fi
 cargo nextest run --workspace --locked --no-fail-fast "$@"
