@@ -52,6 +52,17 @@ P3=$(pgrep -f "agent --data $T/multi/node-3( |$)")
 S=$(now); kill -KILL "$P3"
 until [ "$(node_state "127.0.0.1:$PORT" node-3)" = dead ]; do sleep 0.05; done; DEAD_MS=$(ms "$S")
 
+# Revocation: from `wos cap revoke` to refusal on every node.
+"$W" kv put rv x >/dev/null
+CAP=$("$W" cap mint --object kv:rv --rights read --ttl 10m)
+for n in 1 2 3; do "$W" --cell "127.0.0.$n:$PORT" --cap "$CAP" kv get rv >/dev/null; done
+S=$(now); "$W" cap revoke "$CAP" >/dev/null
+for n in 1 2 3; do
+    until ! "$W" --cell "127.0.0.$n:$PORT" --cap "$CAP" kv get --stale rv >/dev/null 2>&1; do sleep 0.01; done
+done
+REVOKE_MS=$(ms "$S")
+CAPBENCH=$("$W" bench cap --iterations 3000 --json)
+
 # Election: bring node-3 back, then SIGKILL the leader and watch a survivor.
 "$W" agent --data "$T/multi/node-3" >/dev/null 2>&1 &
 until [ "$("$W" node ls --json 2>/dev/null | grep -c '"alive"')" = 3 ]; do sleep 0.1; done
@@ -77,4 +88,6 @@ cat <<REPORT
 | metadata writes, 3 nodes, 1 in flight | $(py "$BENCH1" "round(d['writes_per_sec'])") writes/s, p50 $(py "$BENCH1" "round(d['p50_ms'],2)") ms, p99 $(py "$BENCH1" "round(d['p99_ms'],2)") ms | p50 = $(py "$BENCH1" "round(d['p50_ratio_to_local_commit'],1)")x a local commit |
 | SIGKILL to "dead" on another node | ${DEAD_MS} ms | goal < 10 s |
 | SIGKILL of the leader to a new leader seen by a survivor | ${ELECT_MS} ms | goal < 5 s |
+| \`wos cap revoke\` to refusal on all 3 nodes (CLI polling each) | ${REVOKE_MS} ms | goal < 5 s |
+| capability check, 3-link delegated token, cached | $(py "$CAPBENCH" "round(d['cached_us_per_request'],1)") µs/request | full verification $(py "$CAPBENCH" "round(d['uncached_us_per_request'],1)") µs (ratio $(py "$CAPBENCH" "round(d['cached_ratio'],2)")); goal < 50 µs |
 REPORT

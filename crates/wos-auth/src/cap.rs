@@ -677,6 +677,68 @@ mod tests {
     }
 
     #[test]
+    fn appended_blocks_cannot_widen_a_token() {
+        let (root_priv, root_pub) = generate_root();
+        let v = CapVerifier::new(&root_pub).unwrap();
+        let (seed, key_hex) = user_key();
+        let dir = Dir {
+            revoked: HashSet::new(),
+            keys: HashMap::from([(key_hex, "user:mallory".to_string())]),
+        };
+        let ro = mint(
+            &root_priv,
+            &MintSpec {
+                object: "kv:a/".into(),
+                rights: vec!["read".into()],
+                ttl: Duration::from_secs(3600),
+                holder: None,
+                minted_by: "user:admin".into(),
+            },
+        )
+        .unwrap();
+        let t = UnverifiedBiscuit::from_base64(&ro.token).unwrap();
+        let claims = r#"right("kv:", "write"); right("kv:a/", "write"); right("kv:", "read");"#;
+        // A first-party block claiming more rights.
+        let widened = t
+            .append(BlockBuilder::new().code(claims).unwrap())
+            .unwrap()
+            .to_base64()
+            .unwrap();
+        assert!(
+            v.authorize(&widened, &req(None, "write", "kv:a/x"), &dir)
+                .is_err()
+        );
+        assert!(
+            v.authorize(&widened, &req(None, "read", "kv:b"), &dir)
+                .is_err()
+        );
+        assert!(
+            v.authorize(&widened, &req(None, "read", "kv:a/x"), &dir)
+                .is_ok()
+        );
+        // A third-party block signed by a known principal claiming the same.
+        let key = PrivateKey::from_bytes(&seed, Algorithm::Ed25519).unwrap();
+        let block = t
+            .third_party_request()
+            .unwrap()
+            .create_block(&key, BlockBuilder::new().code(claims).unwrap())
+            .unwrap();
+        let widened = t
+            .append_third_party(&block.serialize().unwrap())
+            .unwrap()
+            .to_base64()
+            .unwrap();
+        assert!(
+            v.authorize(&widened, &req(None, "write", "kv:a/x"), &dir)
+                .is_err()
+        );
+        assert!(
+            v.authorize(&widened, &req(None, "read", "kv:b"), &dir)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn expired_tokens_are_refused() {
         let (root_priv, root_pub) = generate_root();
         let v = CapVerifier::new(&root_pub).unwrap();

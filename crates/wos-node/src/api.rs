@@ -247,7 +247,10 @@ async fn authorize(State(ctx): Ctx, mut req: Request, next: Next) -> Response {
             (d, reason)
         }
     };
-    if action.privileged() || bearer.is_some() || decision != Decision::Allow {
+    // Audited: every decision on data, every capability use, everything
+    // privileged, every denial; not status polling or node-to-node traffic.
+    let on_data = matches!(object, Object::Kv(_));
+    if action.privileged() || on_data || bearer.is_some() || decision != Decision::Allow {
         ctx.audit.record(AuditEntry {
             time_ms: now_millis(),
             node: ctx.cfg.name.clone(),
