@@ -52,6 +52,10 @@ P3=$(pgrep -f "agent --data $T/multi/node-3( |$)")
 S=$(now); kill -KILL "$P3"
 until [ "$(node_state "127.0.0.1:$PORT" node-3)" = dead ]; do sleep 0.05; done; DEAD_MS=$(ms "$S")
 
+# Election: bring node-3 back, then SIGKILL the leader and watch a survivor.
+"$W" agent --data "$T/multi/node-3" >/dev/null 2>&1 &
+until [ "$("$W" node ls --json 2>/dev/null | grep -c '"alive"')" = 3 ]; do sleep 0.1; done
+sleep 2
 # Revocation: from `wos cap revoke` to refusal on every node.
 "$W" kv put rv x >/dev/null
 CAP=$("$W" cap mint --object kv:rv --rights read --ttl 10m)
@@ -63,10 +67,6 @@ done
 REVOKE_MS=$(ms "$S")
 CAPBENCH=$("$W" bench cap --iterations 3000 --json)
 
-# Election: bring node-3 back, then SIGKILL the leader and watch a survivor.
-"$W" agent --data "$T/multi/node-3" >/dev/null 2>&1 &
-until [ "$("$W" node ls --json 2>/dev/null | grep -c '"alive"')" = 3 ]; do sleep 0.1; done
-sleep 2
 L=$(leader "127.0.0.1:$PORT")
 case "$L" in node-1) OTHER="127.0.0.2:$PORT" ;; *) OTHER="127.0.0.1:$PORT" ;; esac
 PL=$(pgrep -f "agent --data $T/multi/$L( |$)")
