@@ -234,6 +234,21 @@ async fn authorize(State(ctx): Ctx, mut req: Request, next: Next) -> Response {
                 )
             })
         }
+        // A token must never fall back to the presenter's own rights, which
+        // may be wider: until this node knows the cell's capability root key
+        // (a node that just joined), it refuses requests that carry one.
+        (Some(_), None) if !matches!(action, Action::FetchCa | Action::Join) => {
+            let message =
+                "this node cannot check capability tokens yet (it has not received the cell's metadata); retry shortly"
+                    .to_string();
+            (
+                Decision::Deny(wos_auth::Denial {
+                    unauthenticated: false,
+                    message: message.clone(),
+                }),
+                message,
+            )
+        }
         _ => {
             let d = ctx
                 .meta
