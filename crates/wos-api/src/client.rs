@@ -139,6 +139,11 @@ impl Client {
             .await
     }
 
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiFailure> {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
+    }
+
     pub async fn status(&self) -> Result<Status, ApiFailure> {
         self.get("/v1/status").await
     }

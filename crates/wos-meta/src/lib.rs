@@ -437,6 +437,20 @@ impl Meta {
                 Err(_) => tracing::warn!("changing voters timed out"),
                 Ok(Ok(_)) => {}
             }
+            return;
+        }
+        // Members whose node record was removed (and who are no longer voters).
+        let known: BTreeSet<u64> = nodes.iter().map(|n| n.id).collect();
+        let gone: BTreeSet<u64> = membership
+            .learner_ids()
+            .filter(|id| !known.contains(id))
+            .collect();
+        if !gone.is_empty() {
+            tracing::info!(?gone, "removing nodes from the metadata group");
+            let change = raft.change_membership(ChangeMembers::RemoveNodes(gone), false);
+            if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), change).await {
+                tracing::warn!("removing nodes: {e}");
+            }
         }
     }
 

@@ -74,6 +74,11 @@ pub enum Command {
         public_key: String,
     },
     /// Make a node a voter (`core`) or a learner.
+    /// Forget a node: its record and its principal (the leader then takes it
+    /// out of the Raft group).
+    RemoveNode {
+        name: String,
+    },
     SetNodeRole {
         name: String,
         core: bool,
@@ -208,6 +213,13 @@ impl CellState {
                 });
                 Outcome::NodeAdmitted { name }
             }
+            Command::RemoveNode { name } => match self.nodes.remove(name) {
+                Some(_) => {
+                    self.principals.remove(name);
+                    Outcome::Done
+                }
+                None => reject(Rejection::NotFound(format!("no node named {name}"))),
+            },
             Command::SetNodeRole { name, core } => match self.nodes.get_mut(name) {
                 Some(n) => {
                     n.core = *core;

@@ -136,6 +136,7 @@ pub fn router(ctx: Arc<NodeCtx>) -> Router {
         .route("/v1/join", post(join))
         .route("/v1/status", get(status))
         .route("/v1/nodes", get(nodes))
+        .route("/v1/nodes/{name}", axum::routing::delete(remove_node))
         .route("/v1/nodes/{name}/promote", post(promote))
         .route("/v1/nodes/{name}/demote", post(demote))
         .route("/v1/users", post(add_user))
@@ -195,6 +196,9 @@ fn classify(method: &Method, path: &str) -> Option<(Action, Object)> {
         (Method::PUT, ["v1", "groups", _]) => (Action::Administer, Object::Cell),
         (Method::POST, ["v1", "caps", "revoke"]) => (Action::Administer, Object::Cell),
         (Method::POST, ["v1", "users"] | ["v1", "tokens"]) => (Action::Administer, Object::Cell),
+        (Method::DELETE, ["v1", "nodes", name]) => {
+            (Action::Administer, Object::Node(name.to_string()))
+        }
         (Method::POST, ["v1", "nodes", name, "promote" | "demote"]) => {
             (Action::Administer, Object::Node(name.to_string()))
         }
@@ -655,6 +659,62 @@ async fn set_role(ctx: &Arc<NodeCtx>, name: &str, core: bool) -> Result<Json<Nod
     // The leader changes the Raft voters shortly; answer with what is known now.
     let info = node_infos(ctx).into_iter().find(|n| n.name == name);
     info.map(Json).ok_or_else(|| internal("node vanished"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveParams {
+    /// Remove even if the node looks alive.
+    #[serde(default)]
+    force: bool,
+}
+
+/// Forgets a node: `wos node rm`. Refused for a live node (unless forced), for
+/// the node answering, and for the last core node.
+async fn remove_node(
+    State(ctx): Ctx,
+    Path(name): Path<String>,
+    Query(p): Query<RemoveParams>,
+) -> Result<Json<Vec<NodeInfo>>, ApiError> {
+    ctx.meta.linearizable().await?;
+    let info = node_infos(&ctx)
+        .into_iter()
+        .find(|n| n.name == name)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no node named {name}: see `wos node ls`"),
+            )
+        })?;
+    if name == ctx.cfg.name {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{name} is answering this request: ask another node to remove it"),
+        ));
+    }
+    if info.state == NodeState::Alive && !p.force {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{name} is alive: stop it first (or use --force)"),
+        ));
+    }
+    let other_cores = ctx.meta.read(|s| {
+        s.nodes
+            .values()
+            .filter(|n| n.core && n.name != name)
+            .count()
+    });
+    if other_cores == 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{name} is the only core node: promote another node first"),
+        ));
+    }
+    let written = ctx.meta.write(Command::RemoveNode { name }).await?;
+    if let Outcome::Rejected { reason } = written.outcome {
+        return Err(rejected(reason));
+    }
+    Ok(Json(node_infos(&ctx)))
 }
 
 async fn promote(State(ctx): Ctx, Path(name): Path<String>) -> Result<Json<NodeInfo>, ApiError> {

@@ -259,6 +259,13 @@ pub struct AgentArgs {
 pub enum NodeCmd {
     /// List the nodes with role, state, load and when each was last heard.
     Ls(JsonFlag),
+    /// Remove a dead node from the cell (its record, principal and Raft membership).
+    Rm {
+        node: String,
+        /// Remove it even if it looks alive.
+        #[arg(long)]
+        force: bool,
+    },
     /// Make a node a core node (Raft voter).
     Promote { node: String },
     /// Make a core node a worker (Raft learner).
@@ -320,6 +327,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Status(f) => client::status(&g, f.json).await,
         Cmd::Node(NodeCmd::Ls(f)) => client::node_ls(&g, f.json).await,
         Cmd::Node(NodeCmd::Promote { node }) => client::set_role(&g, &node, true).await,
+        Cmd::Node(NodeCmd::Rm { node, force }) => client::node_rm(&g, &node, force).await,
         Cmd::Node(NodeCmd::Demote { node }) => client::set_role(&g, &node, false).await,
         Cmd::Token(TokenCmd::Create { ttl, json }) => client::token_create(&g, ttl, json).await,
         Cmd::User(UserCmd::Add { name, out, admin }) => {

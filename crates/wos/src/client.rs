@@ -379,3 +379,11 @@ pub async fn group_set(g: &Global, name: &str, members: Vec<String>) -> anyhow::
     );
     Ok(())
 }
+
+pub async fn node_rm(g: &Global, node: &str, force: bool) -> anyhow::Result<()> {
+    let _left: Vec<NodeInfo> = connect(g)?
+        .delete(&format!("/v1/nodes/{node}?force={force}"))
+        .await?;
+    println!("removed {node} from the cell");
+    Ok(())
+}

@@ -889,3 +889,44 @@ fn lagging_node_catches_up_from_a_snapshot_after_compaction() {
         "early write missing after snapshot"
     );
 }
+
+/// G16: `wos node rm` forgets a dead node: it leaves the node list and the
+/// Raft group, and the cell goes on; a live node is not removed without
+/// --force.
+#[test]
+fn dead_node_is_removed_from_the_cell() {
+    let mut cell = Cell::start(bin(), 3, 3).unwrap();
+    let out = cell.wos(0, &["node", "rm", "node-3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "removing a live node: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("is alive"), "{}", stderr(&out));
+    cell.crash(2);
+    let dead = wait_for(Duration::from_secs(15), || {
+        (cell.state_seen(0, "node-3") == Some(NodeState::Dead)).then_some(())
+    });
+    assert!(dead.is_some(), "{}", cell.logs());
+    let out = cell.wos(0, &["node", "rm", "node-3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let gone = wait_for(Duration::from_secs(15), || {
+        let s = cell.status(1)?;
+        let ls = cell.node_ls(1)?;
+        (s.voters.len() == 2 && ls.len() == 2).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "node-3 still in the cell: {:?}",
+        cell.status(1)
+    );
+    assert!(
+        kv_put(&cell, 1, "after-rm", "x"),
+        "writes stop after removing a node"
+    );
+    assert_eq!(
+        cell.wos(0, &["node", "rm", "node-3"]).status.code(),
+        Some(4)
+    );
+}
