@@ -345,10 +345,11 @@ impl wos_auth::cap::CapDirectory for CellState {
             .principals
             .values()
             .find(|p| !p.public_key.is_empty() && p.public_key == key_hex)?;
-        Some(match p.kind {
-            PeerKind::Node => format!("node:{}", p.name),
-            PeerKind::User => format!("user:{}", p.name),
-        })
+        let principal = match p.kind {
+            PeerKind::Node => wos_auth::Principal::Node(p.name.clone()),
+            PeerKind::User => wos_auth::Principal::User(p.name.clone()),
+        };
+        Some(principal.id())
     }
 }
 

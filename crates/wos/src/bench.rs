@@ -191,7 +191,7 @@ fn cap(iterations: u32, json: bool) -> anyhow::Result<()> {
     for name in ["alice", "bob"] {
         let (key_pem, spki) = wos_net::generate_keypair()?;
         keys.insert(
-            hex_of(&wos_net::ed25519_public_key(&spki)?),
+            hex::encode(wos_net::ed25519_public_key(&spki)?),
             format!("user:{name}"),
         );
         seeds.push(wos_net::ed25519_seed(&key_pem)?);
@@ -253,8 +253,4 @@ fn cap(iterations: u32, json: bool) -> anyhow::Result<()> {
         println!("  cached / full:         {:.2}", r.cached_ratio);
     }
     Ok(())
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -6,7 +6,7 @@ use wos_api::{Identity, MintCapRequest, MintCapResponse, RevokeCapRequest, Revok
 use wos_auth::cap::{self, Attenuation};
 
 use crate::cli::{CapCmd, Global, Narrowing};
-use crate::client::{connect, identity_path, print_json};
+use crate::client::{connect, identity_path, principal_id, print_json};
 
 fn attenuation(n: Narrowing) -> Attenuation {
     Attenuation {
@@ -14,15 +14,6 @@ fn attenuation(n: Narrowing) -> Attenuation {
         path_prefix: n.path_prefix,
         ttl: n.ttl,
         node: n.node,
-    }
-}
-
-/// `alice` means `user:alice`; `user:x` and `node:x` stand as they are.
-fn principal_id(name: &str) -> String {
-    if name.contains(':') {
-        name.to_string()
-    } else {
-        format!("user:{name}")
     }
 }
 

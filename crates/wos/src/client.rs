@@ -309,7 +309,7 @@ fn urlencode(s: &str) -> String {
 }
 
 /// `alice` means `user:alice`; prefixed names and `anyuser` stand as they are.
-fn principal_id(name: &str) -> String {
+pub fn principal_id(name: &str) -> String {
     if name.contains(':') || name == "anyuser" {
         name.to_string()
     } else {
