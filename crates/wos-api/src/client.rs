@@ -116,6 +116,33 @@ impl Client {
         decode(resp).await
     }
 
+    /// A request to `path` with this client's credentials, for callers that
+    /// stream (the job endpoints) and so handle the response themselves.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.bearer {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// Turns a failed (non-2xx) response into an [`ApiFailure`].
+    pub async fn failure(resp: reqwest::Response) -> ApiFailure {
+        match decode::<serde_json::Value>(resp).await {
+            Err(f) => f,
+            Ok(_) => ApiFailure {
+                kind: ErrorKind::Other,
+                status: None,
+                message: "unexpected answer".into(),
+            },
+        }
+    }
+
+    /// A transport failure as an [`ApiFailure`].
+    pub fn transport_failure(&self, e: reqwest::Error) -> ApiFailure {
+        ApiFailure::transport(&self.base, e)
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiFailure> {
         self.send(self.http.get(format!("{}{path}", self.base)))
             .await

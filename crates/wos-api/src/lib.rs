@@ -7,8 +7,13 @@
 
 mod client;
 mod identity;
+pub mod jobs;
 mod types;
 
 pub use client::{ApiFailure, Client, ClientConfig, ErrorKind};
 pub use identity::{Identity, IdentityError, default_client_config_path, write_private_file};
+pub use jobs::{
+    FrameDecoder, FrameKind, JobInfo, JobKind, JobLimits, JobState, JobUsage, RunRequest,
+    SignalRequest, encode_frame,
+};
 pub use types::*;

@@ -68,6 +68,8 @@ pub enum Action {
     /// Mint a capability token (for rights the principal holds, which the
     /// handler checks right by right with [`ReferenceMonitor::decide`]).
     Mint,
+    /// Start a job on a node.
+    Run,
 }
 
 impl Action {
@@ -76,7 +78,7 @@ impl Action {
     pub fn privileged(self) -> bool {
         matches!(
             self,
-            Action::Join | Action::Write | Action::Administer | Action::Mint
+            Action::Join | Action::Write | Action::Administer | Action::Mint | Action::Run
         )
     }
 
@@ -86,6 +88,7 @@ impl Action {
             Action::Read => Some("read"),
             Action::Write => Some("write"),
             Action::Administer => Some("admin"),
+            Action::Run => Some("run"),
             Action::FetchCa | Action::Join | Action::NodeRpc | Action::Mint => None,
         }
     }
@@ -96,6 +99,7 @@ impl Action {
         match right {
             "read" => Action::Read,
             "write" | "list" => Action::Write,
+            "run" => Action::Run,
             _ => Action::Administer,
         }
     }
@@ -109,6 +113,7 @@ impl Action {
             Action::Administer => "administer",
             Action::NodeRpc => "make node-to-node calls in",
             Action::Mint => "mint capabilities in",
+            Action::Run => "run jobs on",
         }
     }
 }
@@ -121,6 +126,8 @@ pub enum Object {
     Principal(String),
     /// A key of the cell's key-value space.
     Kv(String),
+    /// A job (read: see it and its output; write: signal it).
+    Job(String),
 }
 
 impl Object {
@@ -132,6 +139,7 @@ impl Object {
             Object::Node(n) => format!("node:{n}"),
             Object::Principal(n) => format!("principal:{n}"),
             Object::Kv(k) => format!("kv:{k}"),
+            Object::Job(j) => format!("job:{j}"),
         }
     }
 }
@@ -143,6 +151,7 @@ impl std::fmt::Display for Object {
             Object::Node(n) => write!(f, "node {n}"),
             Object::Principal(n) => write!(f, "principal {n}"),
             Object::Kv(k) => write!(f, "key {k}"),
+            Object::Job(j) => write!(f, "job {j}"),
         }
     }
 }
@@ -160,7 +169,8 @@ pub enum Decision {
     Deny(Denial),
 }
 
-/// Parses a capability object name (`cell`, `node:N`, `principal:N`, `kv:K`).
+/// Parses a capability object name (`cell`, `node:N`, `principal:N`, `kv:K`,
+/// `job:J`).
 pub fn parse_object(s: &str) -> Option<Object> {
     if s == "cell" {
         return Some(Object::Cell);
@@ -170,6 +180,7 @@ pub fn parse_object(s: &str) -> Option<Object> {
         "node" => Object::Node(rest.into()),
         "principal" => Object::Principal(rest.into()),
         "kv" => Object::Kv(rest.into()),
+        "job" => Object::Job(rest.into()),
         _ => return None,
     })
 }
@@ -182,6 +193,11 @@ pub trait PrincipalDirectory {
     /// (directly, through a group, or to `anyuser`), if one does. ACLs apply
     /// to their object and everything it prefixes.
     fn acl_grant(&self, _principal_id: &str, _right: &str, _object_id: &str) -> Option<String> {
+        None
+    }
+
+    /// The principal id that owns `object` (a job's starter), if it has one.
+    fn owner(&self, _object: &Object) -> Option<String> {
         None
     }
 }
@@ -311,7 +327,14 @@ impl ReferenceMonitor {
             }
             (Action::Read, _) if kind == PeerKind::Node => Decision::Allow,
             (Action::Mint, _) if kind == PeerKind::User => Decision::Allow,
-            (Action::Read | Action::Write | Action::Administer, Object::Kv(_))
+            // A job's owner may see and signal it.
+            (Action::Read | Action::Write, Object::Job(_))
+                if dir.owner(object).as_deref() == Some(who.id().as_str()) =>
+            {
+                Decision::Allow
+            }
+            (Action::Read | Action::Write | Action::Administer, Object::Kv(_) | Object::Job(_))
+            | (Action::Run, Object::Node(_))
                 if kind == PeerKind::User =>
             {
                 let right = action.right().expect("these actions have rights");
@@ -340,8 +363,13 @@ impl ReferenceMonitor {
         action: Action,
         object: &Object,
     ) -> String {
-        if let (Principal::User(name), Some(right), Object::Kv(_)) = (who, action.right(), object) {
+        if let (Principal::User(name), Some(right), Object::Kv(_) | Object::Job(_) | Object::Node(_)) =
+            (who, action.right(), object)
+        {
             let admin = dir.principal(name).is_some_and(|r| r.admin);
+            if !admin && dir.owner(object).as_deref() == Some(who.id().as_str()) {
+                return "owner".into();
+            }
             if !admin && let Some(acl) = dir.acl_grant(&who.id(), right, &object.id()) {
                 return format!("ACL on {acl} grants {right}");
             }

@@ -3,9 +3,10 @@
 //! the same state. Later parts (files, jobs, slices, services) add their own
 //! tables and commands here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
+use wos_api::{JobInfo, JobState, JobUsage};
 use wos_auth::{PrincipalDirectory, PrincipalRecord, TokenRecord};
 use wos_net::PeerKind;
 
@@ -49,7 +50,16 @@ pub struct CellState {
     pub acls: BTreeMap<String, BTreeMap<String, std::collections::BTreeSet<String>>>,
     /// Groups: name -> member principal ids.
     pub groups: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// Jobs, running and recently ended.
+    pub jobs: BTreeMap<String, JobInfo>,
+    /// Idempotency keys of job starts: `OWNER\nKEY` -> job id.
+    pub job_keys: BTreeMap<String, String>,
+    /// Ended jobs, oldest first, so that the history stays bounded.
+    pub jobs_ended: VecDeque<String>,
 }
+
+/// How many ended jobs the cell remembers.
+pub const JOB_HISTORY: usize = 2000;
 
 /// A change to the metadata, proposed to the Raft leader.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +124,27 @@ pub enum Command {
     Revoke {
         id: String,
     },
+    /// Record a job that is starting. With an idempotency key already used
+    /// by the same owner, nothing changes and the existing job is answered.
+    JobStart {
+        job: JobInfo,
+        key: Option<String>,
+    },
+    /// A job ended (or failed to start).
+    JobEnd {
+        id: String,
+        state: JobState,
+        ended_ms: u64,
+        usage: Option<JobUsage>,
+    },
+    /// Every job still running on `node` that started before `before_ms` is
+    /// lost (the node died or restarted).
+    JobsLost {
+        node: String,
+        reason: String,
+        before_ms: u64,
+        ended_ms: u64,
+    },
     /// No change: used to measure the log.
     Noop,
 }
@@ -129,6 +160,12 @@ pub enum Outcome {
     Kv {
         key: String,
         value: KvValue,
+    },
+    /// A job start: the job as recorded, and whether it existed already
+    /// (same owner and idempotency key).
+    Job {
+        job: Box<JobInfo>,
+        existing: bool,
     },
     /// The command was refused and changed nothing.
     Rejected {
@@ -277,6 +314,49 @@ impl CellState {
                 self.tokens.insert(record.id.clone(), record.clone());
                 Outcome::Done
             }
+            Command::JobStart { job, key } => self.job_start(job, key.as_deref()),
+            Command::JobEnd {
+                id,
+                state,
+                ended_ms,
+                usage,
+            } => {
+                let Some(job) = self.jobs.get_mut(id) else {
+                    return reject(Rejection::NotFound(format!("no job {id}")));
+                };
+                // A node that was thought dead may still report the real end.
+                let first_end = job.state.is_running();
+                job.state = state.clone();
+                job.ended_ms = Some(*ended_ms);
+                job.usage = usage.clone();
+                if first_end {
+                    self.job_ended(id);
+                }
+                Outcome::Done
+            }
+            Command::JobsLost {
+                node,
+                reason,
+                before_ms,
+                ended_ms,
+            } => {
+                let lost: Vec<String> = self
+                    .jobs
+                    .values()
+                    .filter(|j| &j.node == node && j.state.is_running())
+                    .filter(|j| j.started_ms < *before_ms)
+                    .map(|j| j.id.clone())
+                    .collect();
+                for id in lost {
+                    let job = self.jobs.get_mut(&id).expect("listed above");
+                    job.state = JobState::Lost {
+                        reason: reason.clone(),
+                    };
+                    job.ended_ms = Some(*ended_ms);
+                    self.job_ended(&id);
+                }
+                Outcome::Done
+            }
             Command::KvPut {
                 key,
                 value,
@@ -299,6 +379,46 @@ impl CellState {
                     key: key.clone(),
                     value: v,
                 }
+            }
+        }
+    }
+
+    fn job_start(&mut self, job: &JobInfo, key: Option<&str>) -> Outcome {
+        let key = key.map(|k| format!("{}\n{k}", job.owner));
+        if let Some(existing) = key.as_ref().and_then(|k| self.job_keys.get(k))
+            && let Some(found) = self.jobs.get(existing)
+        {
+            return Outcome::Job {
+                job: Box::new(found.clone()),
+                existing: true,
+            };
+        }
+        if self.jobs.contains_key(&job.id) {
+            return reject(Rejection::Exists(format!("job {} exists already", job.id)));
+        }
+        if let Some(k) = key {
+            self.job_keys.insert(k, job.id.clone());
+        }
+        self.jobs.insert(job.id.clone(), job.clone());
+        if !job.state.is_running() {
+            self.job_ended(&job.id);
+        }
+        Outcome::Job {
+            job: Box::new(job.clone()),
+            existing: false,
+        }
+    }
+
+    /// Notes that a job ended and forgets the oldest ended jobs past
+    /// [`JOB_HISTORY`].
+    fn job_ended(&mut self, id: &str) {
+        self.jobs_ended.push_back(id.to_string());
+        while self.jobs_ended.len() > JOB_HISTORY {
+            let old = self.jobs_ended.pop_front().expect("non-empty");
+            if let Some(job) = self.jobs.remove(&old) {
+                let prefix = format!("{}\n", job.owner);
+                self.job_keys
+                    .retain(|k, v| !(v == &old && k.starts_with(&prefix)));
             }
         }
     }
@@ -356,6 +476,13 @@ impl wos_auth::cap::CapDirectory for CellState {
 impl PrincipalDirectory for CellState {
     fn principal(&self, name: &str) -> Option<PrincipalRecord> {
         self.principals.get(name).cloned()
+    }
+
+    fn owner(&self, object: &wos_auth::Object) -> Option<String> {
+        match object {
+            wos_auth::Object::Job(id) => self.jobs.get(id).map(|j| j.owner.clone()),
+            _ => None,
+        }
     }
 
     fn acl_grant(&self, principal_id: &str, right: &str, object_id: &str) -> Option<String> {
@@ -517,5 +644,108 @@ mod tests {
                 revision: 4
             }
         );
+    }
+
+    fn job(id: &str, node: &str, started_ms: u64) -> JobInfo {
+        JobInfo {
+            id: id.into(),
+            owner: "user:alice".into(),
+            node: node.into(),
+            kind: wos_api::JobKind::Native,
+            argv: vec!["true".into()],
+            limits: Default::default(),
+            started_ms,
+            ended_ms: None,
+            state: JobState::Running,
+            usage: None,
+        }
+    }
+
+    fn start(s: &mut CellState, j: JobInfo, key: Option<&str>) -> Outcome {
+        s.apply(
+            1,
+            &Command::JobStart {
+                job: j,
+                key: key.map(String::from),
+            },
+        )
+    }
+
+    #[test]
+    fn job_starts_are_idempotent_per_owner_and_key() {
+        let mut s = CellState::default();
+        let first = start(&mut s, job("j1", "n1", 10), Some("k"));
+        assert!(matches!(first, Outcome::Job { existing: false, .. }));
+        // Same key, same owner: the first job, nothing new.
+        match start(&mut s, job("j2", "n2", 11), Some("k")) {
+            Outcome::Job { job, existing: true } => assert_eq!(job.id, "j1"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.jobs.len(), 1);
+        // Another owner's key is another key.
+        let mut other = job("j3", "n1", 12);
+        other.owner = "user:bob".into();
+        assert!(matches!(start(&mut s, other, Some("k")), Outcome::Job { existing: false, .. }));
+        // A reused id is refused.
+        assert!(matches!(start(&mut s, job("j1", "n1", 13), None), Outcome::Rejected { .. }));
+    }
+
+    #[test]
+    fn jobs_end_get_lost_and_history_is_bounded() {
+        let mut s = CellState::default();
+        start(&mut s, job("a", "n1", 10), None);
+        start(&mut s, job("b", "n1", 20), None);
+        start(&mut s, job("c", "n2", 10), None);
+        s.apply(
+            2,
+            &Command::JobEnd {
+                id: "a".into(),
+                state: JobState::Exited { code: 0 },
+                ended_ms: 15,
+                usage: None,
+            },
+        );
+        // Only jobs on the node, running, and started before the cut-off.
+        s.apply(
+            3,
+            &Command::JobsLost {
+                node: "n1".into(),
+                reason: "died".into(),
+                before_ms: 25,
+                ended_ms: 30,
+            },
+        );
+        assert_eq!(s.jobs["a"].state, JobState::Exited { code: 0 });
+        assert!(matches!(s.jobs["b"].state, JobState::Lost { .. }));
+        assert!(s.jobs["c"].state.is_running());
+        // A real end reported after all wins over "lost", once.
+        s.apply(
+            4,
+            &Command::JobEnd {
+                id: "b".into(),
+                state: JobState::Exited { code: 1 },
+                ended_ms: 40,
+                usage: None,
+            },
+        );
+        assert_eq!(s.jobs["b"].state, JobState::Exited { code: 1 });
+        assert_eq!(s.jobs_ended.len(), 2);
+        for i in 0..JOB_HISTORY + 10 {
+            let id = format!("x{i}");
+            start(&mut s, job(&id, "n3", 50), Some(&id));
+            s.apply(
+                5,
+                &Command::JobEnd {
+                    id,
+                    state: JobState::Exited { code: 0 },
+                    ended_ms: 60,
+                    usage: None,
+                },
+            );
+        }
+        assert_eq!(s.jobs_ended.len(), JOB_HISTORY);
+        assert!(s.jobs.contains_key("c"), "running jobs are never forgotten");
+        assert!(!s.jobs.contains_key("a"));
+        assert!(s.job_keys.len() <= JOB_HISTORY);
     }
 }

@@ -45,7 +45,7 @@ impl ApiError {
         }
     }
 
-    fn bad(message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 }
@@ -159,6 +159,7 @@ pub fn router(ctx: Arc<NodeCtx>) -> Router {
         .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT));
     public
         .merge(internal)
+        .merge(crate::jobs_api::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(ctx.clone(), authorize))
         .with_state(ctx)
@@ -202,6 +203,15 @@ fn classify(method: &Method, path: &str) -> Option<(Action, Object)> {
         (Method::POST, ["v1", "nodes", name, "promote" | "demote"]) => {
             (Action::Administer, Object::Node(name.to_string()))
         }
+        // Deferred: the handler checks Run on the node it starts the job on.
+        (Method::POST, ["v1", "jobs"]) => (Action::Run, Object::Cell),
+        (Method::GET, ["v1", "jobs"]) => (Action::Read, Object::Cell),
+        (Method::GET, ["v1", "jobs", id] | ["v1", "jobs", id, "logs"]) => {
+            (Action::Read, Object::Job(id.to_string()))
+        }
+        (Method::POST, ["v1", "jobs", id, "signal"]) => {
+            (Action::Write, Object::Job(id.to_string()))
+        }
         (Method::POST, ["internal", ..]) => (Action::NodeRpc, Object::Cell),
         _ => return None,
     })
@@ -224,15 +234,75 @@ async fn authorize(State(ctx): Ctx, mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
-    let (decision, reason) = match (&bearer, ctx.cap_verifier()) {
+    // Starting a job is decided by its handler, which knows the node it
+    // asks for only from the body (or picks it): it calls [`check`] with
+    // `(Run, node:NAME)` before anything happens.
+    let deferred = action == Action::Run && object == Object::Cell;
+    let (decision, reason) = if deferred {
+        (Decision::Allow, String::new())
+    } else {
+        decide(&ctx, &who, bearer.as_deref(), action, &object)
+    };
+    // Audited: every decision on data, every capability use, everything
+    // privileged, every denial; not status polling or node-to-node traffic.
+    let on_data = matches!(object, Object::Kv(_));
+    let audited = action.privileged() || on_data || bearer.is_some() || decision != Decision::Allow;
+    if audited && !deferred {
+        audit_decision(&ctx, &who, action, &object, &decision, reason);
+    }
+    let resp = match decision {
+        Decision::Allow => {
+            req.extensions_mut().insert(who);
+            req.extensions_mut().insert(Bearer(bearer));
+            next.run(req).await
+        }
+        Decision::Deny(d) => {
+            // Read what the client already sent (bounded in size and time:
+            // a streaming request never ends) before answering: an HTTP/2
+            // answer to an unread request makes some clients (curl 7.x)
+            // report a framing error instead of our message.
+            let _ = tokio::time::timeout(
+                Duration::from_millis(200),
+                axum::body::to_bytes(req.into_body(), API_BODY_LIMIT),
+            )
+            .await;
+            let status = if d.unauthenticated {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            ApiError::new(status, d.message).into_response()
+        }
+    };
+    metrics::counter!("wos_http_requests_total",
+        "action" => format!("{action:?}"), "status" => resp.status().as_u16().to_string())
+    .increment(1);
+    resp
+}
+
+/// The capability token a request presented, if any.
+#[derive(Debug, Clone)]
+pub(crate) struct Bearer(pub Option<String>);
+
+/// Decides `(who, action, object)` through the reference monitor: by the
+/// presented capability token alone when there is one, else by the
+/// principal's own rights. Returns the decision and the reason to audit.
+pub(crate) fn decide(
+    ctx: &NodeCtx,
+    who: &Principal,
+    bearer: Option<&str>,
+    action: Action,
+    object: &Object,
+) -> (Decision, String) {
+    match (bearer, ctx.cap_verifier()) {
         (Some(token), Some(verifier)) if !matches!(action, Action::FetchCa | Action::Join) => {
             ctx.meta.read(|s| {
                 ctx.monitor.decide_capability(
                     &verifier,
                     s,
-                    &who,
+                    who,
                     action,
-                    &object,
+                    object,
                     token,
                     &ctx.cfg.name,
                 )
@@ -256,52 +326,59 @@ async fn authorize(State(ctx): Ctx, mut req: Request, next: Next) -> Response {
         _ => {
             let d = ctx
                 .meta
-                .read(|s| ctx.monitor.decide(s, &who, action, &object));
+                .read(|s| ctx.monitor.decide(s, who, action, object));
             let reason = match &d {
                 Decision::Allow => ctx
                     .meta
-                    .read(|s| ctx.monitor.reason(s, &who, action, &object)),
+                    .read(|s| ctx.monitor.reason(s, who, action, object)),
                 Decision::Deny(denial) => denial.message.clone(),
             };
             (d, reason)
         }
-    };
-    // Audited: every decision on data, every capability use, everything
-    // privileged, every denial; not status polling or node-to-node traffic.
-    let on_data = matches!(object, Object::Kv(_));
-    if action.privileged() || on_data || bearer.is_some() || decision != Decision::Allow {
-        ctx.audit.record(AuditEntry {
-            time_ms: now_millis(),
-            node: ctx.cfg.name.clone(),
-            principal: who.id(),
-            action: format!("{action:?}"),
-            object: object.id(),
-            allowed: decision == Decision::Allow,
-            reason,
-        });
     }
-    let resp = match decision {
-        Decision::Allow => {
-            req.extensions_mut().insert(who);
-            next.run(req).await
-        }
-        Decision::Deny(d) => {
-            // Read what the client already sent (bounded) before answering:
-            // an HTTP/2 answer to an unread request makes some clients
-            // (curl 7.x) report a framing error instead of our message.
-            let _ = axum::body::to_bytes(req.into_body(), API_BODY_LIMIT).await;
-            let status = if d.unauthenticated {
+}
+
+pub(crate) fn audit_decision(
+    ctx: &NodeCtx,
+    who: &Principal,
+    action: Action,
+    object: &Object,
+    decision: &Decision,
+    reason: String,
+) {
+    ctx.audit.record(AuditEntry {
+        time_ms: now_millis(),
+        node: ctx.cfg.name.clone(),
+        principal: who.id(),
+        action: format!("{action:?}"),
+        object: object.id(),
+        allowed: *decision == Decision::Allow,
+        reason,
+    });
+}
+
+/// Decides and audits a request a handler must check beyond what its route
+/// says (e.g. on which node a job may run): `Ok` or the denial as an error.
+pub(crate) fn check(
+    ctx: &NodeCtx,
+    who: &Principal,
+    bearer: Option<&str>,
+    action: Action,
+    object: &Object,
+) -> Result<(), ApiError> {
+    let (decision, reason) = decide(ctx, who, bearer, action, object);
+    audit_decision(ctx, who, action, object, &decision, reason);
+    match decision {
+        Decision::Allow => Ok(()),
+        Decision::Deny(d) => Err(ApiError::new(
+            if d.unauthenticated {
                 StatusCode::UNAUTHORIZED
             } else {
                 StatusCode::FORBIDDEN
-            };
-            ApiError::new(status, d.message).into_response()
-        }
-    };
-    metrics::counter!("wos_http_requests_total",
-        "action" => format!("{action:?}"), "status" => resp.status().as_u16().to_string())
-    .increment(1);
-    resp
+            },
+            d.message,
+        )),
+    }
 }
 
 fn principal_name(who: &Principal) -> String {
@@ -403,7 +480,7 @@ async fn join(
     }))
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
@@ -563,7 +640,7 @@ fn name_of(names: &std::collections::HashMap<u64, String>, id: u64) -> String {
 }
 
 /// Every node the metadata records, with its liveness as this node sees it.
-fn node_infos(ctx: &NodeCtx) -> Vec<NodeInfo> {
+pub(crate) fn node_infos(ctx: &NodeCtx) -> Vec<NodeInfo> {
     let status = ctx.meta.status();
     let members = ctx.membership.members();
     let records: Vec<wos_meta::NodeRecord> = ctx.meta.read(|s| s.nodes.values().cloned().collect());

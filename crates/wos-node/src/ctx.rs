@@ -27,6 +27,7 @@ pub struct NodeCtx {
     /// The node's mutual-TLS client for node-to-node calls.
     pub http: reqwest::Client,
     pub started: Instant,
+    pub jobs: Arc<crate::jobs::Jobs>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 

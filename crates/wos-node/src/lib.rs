@@ -2,7 +2,9 @@
 //!
 //! Owns the data directory ([`config`]), creating or joining a cell
 //! ([`bootstrap`]), the HTTP router and its handlers ([`api`]), and the wiring
-//! of store, transport, metadata and membership into one process ([`run`]).
+//! of store, transport, metadata and membership into one process ([`run`]),
+//! and the jobs the node runs (`jobs`: admission, sandbox, output, ending;
+//! `jobs_api`: their endpoints and the relay between nodes).
 //! The CLI in the `wos` crate calls into here; nothing else depends on this
 //! crate.
 
@@ -10,6 +12,8 @@ pub mod api;
 pub mod bootstrap;
 pub mod config;
 mod ctx;
+mod jobs;
+mod jobs_api;
 mod run;
 pub mod sensors;
 

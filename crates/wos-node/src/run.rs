@@ -76,12 +76,18 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
     )
     .await?;
     let data_path = opts.data.clone();
+    let job_count = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let jobs = Arc::new(crate::jobs::Jobs::new(&cfg.name, &opts.data, job_count.clone()));
     let membership = Membership::start(
         &cfg.name,
         &cfg.advertise,
         MembershipConfig::default(),
         http.clone(),
-        move || crate::sensors::read(&data_path),
+        move || {
+            let mut s = crate::sensors::read(&data_path);
+            s.jobs = job_count.load(std::sync::atomic::Ordering::Relaxed);
+            s
+        },
     );
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -99,6 +105,7 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
         cap_verifier: std::sync::OnceLock::new(),
         http,
         started,
+        jobs,
         metrics,
     });
     let app = crate::api::router(ctx.clone());
@@ -129,6 +136,7 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
 async fn upkeep(ctx: Arc<NodeCtx>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut rounds: u64 = 0;
+    let mut lost_own_jobs = false;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -146,6 +154,68 @@ async fn upkeep(ctx: Arc<NodeCtx>, mut stop: tokio::sync::watch::Receiver<bool>)
         if rounds.is_multiple_of(10) {
             record_address(&ctx).await;
             fetch_ca_key(&ctx).await;
+        }
+        if !lost_own_jobs {
+            lost_own_jobs = mark_own_jobs_lost(&ctx).await;
+        }
+        if ctx.meta.status().is_leader {
+            mark_jobs_of_dead_nodes_lost(&ctx).await;
+        }
+        if rounds.is_multiple_of(120) {
+            let known: std::collections::HashSet<String> =
+                ctx.meta.read(|s| s.jobs.keys().cloned().collect());
+            ctx.jobs.collect_garbage(&|id| known.contains(id));
+        }
+    }
+}
+
+/// Jobs this node ran before it restarted died with it (they are children of
+/// the daemon): says so once, when the cell can be written. True when done.
+async fn mark_own_jobs_lost(ctx: &NodeCtx) -> bool {
+    let boot_ms = crate::now_millis() - ctx.started.elapsed().as_millis() as u64;
+    let stale = ctx.meta.read(|s| {
+        s.jobs
+            .values()
+            .any(|j| j.node == ctx.cfg.name && j.state.is_running() && j.started_ms < boot_ms)
+    });
+    if !stale {
+        return true;
+    }
+    let cmd = Command::JobsLost {
+        node: ctx.cfg.name.clone(),
+        reason: format!("node {} restarted while the job ran", ctx.cfg.name),
+        before_ms: boot_ms,
+        ended_ms: crate::now_millis(),
+    };
+    ctx.meta.write(cmd).await.is_ok()
+}
+
+/// On the metadata leader: the running jobs of a node that membership
+/// declared dead (or that left the cell) are lost.
+async fn mark_jobs_of_dead_nodes_lost(ctx: &NodeCtx) {
+    let members = ctx.membership.members();
+    let orphaned: std::collections::BTreeSet<String> = ctx.meta.read(|s| {
+        s.jobs
+            .values()
+            .filter(|j| j.state.is_running())
+            .filter(|j| {
+                !s.nodes.contains_key(&j.node)
+                    || members.iter().any(|m| {
+                        m.name == j.node && m.state == wos_membership::MemberState::Dead
+                    })
+            })
+            .map(|j| j.node.clone())
+            .collect()
+    });
+    for node in orphaned {
+        let cmd = Command::JobsLost {
+            reason: format!("node {node} died while the job ran"),
+            node,
+            before_ms: crate::now_millis(),
+            ended_ms: crate::now_millis(),
+        };
+        if let Err(e) = ctx.meta.write(cmd).await {
+            tracing::debug!("marking jobs lost: {e}");
         }
     }
 }

@@ -215,15 +215,36 @@ impl Cell {
         Ok(())
     }
 
-    fn command_in(&self, i: usize) -> Command {
+    /// A command for the `wos` binary on host `i`. `nsenter` enters only
+    /// the host's network namespace: `ip netns exec` would also remount
+    /// `/sys`, hiding the cgroup hierarchies that jobs need.
+    pub fn command_in(&self, i: usize) -> Command {
         match &self.hosts[i].netns {
             Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&self.bin);
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .arg("--")
+                    .arg(&self.bin);
                 c
             }
             None => Command::new(&self.bin),
         }
+    }
+
+    /// The CLI on host `via` against that host's node with `identity`, not
+    /// yet started (for tests that pipe stdin or send signals).
+    pub fn wos_command(&self, via: usize, identity: &Path, args: &[&str]) -> Command {
+        let mut cmd = self.command_in(via);
+        cmd.arg("--cell")
+            .arg(&self.hosts[via].addr)
+            .arg("--identity")
+            .arg(identity)
+            .args(args)
+            .env("HOME", self.dir.path())
+            .env_remove("WOS_CELL")
+            .env_remove("WOS_IDENTITY")
+            .current_dir(self.dir.path());
+        cmd
     }
 
     fn spawn_agent(&mut self, i: usize, extra: &[String]) -> anyhow::Result<()> {
@@ -273,8 +294,8 @@ impl Cell {
     pub fn exec(&self, i: usize, program: &str, args: &[&str]) -> Output {
         let mut cmd = match &self.hosts[i].netns {
             Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, program]);
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).args(["--", program]);
                 c
             }
             None => Command::new(program),
@@ -355,17 +376,9 @@ impl Cell {
 
     /// Runs the CLI on host `via` against that host's node with `identity`.
     pub fn wos_as(&self, via: usize, identity: &Path, args: &[&str]) -> Output {
-        let mut cmd = self.command_in(via);
-        cmd.arg("--cell")
-            .arg(&self.hosts[via].addr)
-            .arg("--identity")
-            .arg(identity)
-            .args(args)
-            .env("HOME", self.dir.path())
-            .env_remove("WOS_CELL")
-            .env_remove("WOS_IDENTITY")
-            .current_dir(self.dir.path());
-        cmd.output().expect("running the wos CLI")
+        self.wos_command(via, identity, args)
+            .output()
+            .expect("running the wos CLI")
     }
 
     /// Runs a CLI command that prints JSON and parses it; `None` if it failed.
