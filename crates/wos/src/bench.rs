@@ -32,6 +32,9 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Remote execution: round trip of `true` on a node, jobs per second,
+    /// WebAssembly start-to-first-output, next to a local fork+exec.
+    Run(crate::bench_exec::RunBench),
 }
 
 #[derive(Serialize)]
@@ -63,6 +66,7 @@ pub async fn run(g: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
             json,
         } => meta(g, writes, concurrency.max(1), json).await,
         BenchCmd::Cap { iterations, json } => cap(iterations.max(1), json),
+        BenchCmd::Run(a) => crate::bench_exec::run(g, a).await,
     }
 }
 

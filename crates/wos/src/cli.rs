@@ -73,6 +73,32 @@ pub enum Cmd {
     Cap(CapCmd),
     /// Decisions of the reference monitors of every node (admin).
     Audit(AuditArgs),
+    /// Run a program on a node of the cell, sandboxed and limited, with its
+    /// stdin, stdout, stderr and signals carried both ways.
+    Run(crate::jobs::RunArgs),
+    /// Jobs: running ones, or all that the cell remembers with --all.
+    Ps {
+        #[arg(long, short = 'a')]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A job's output (stdout to stdout, stderr to stderr).
+    Logs {
+        /// Keep printing until the job ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        job: String,
+    },
+    /// Send a signal to a job.
+    Kill {
+        /// Signal name (TERM, INT, KILL, HUP, ...).
+        #[arg(long, short = 's', default_value = "TERM")]
+        signal: String,
+        job: String,
+    },
+    /// Wait for a job to end; exit with its exit code.
+    Wait { job: String },
     /// Measure the cell.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -349,6 +375,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }) => client::acl_set(&g, &object, &principal, &rights).await,
         Cmd::Acl(AclCmd::Get { object, json }) => client::acl_get(&g, &object, json).await,
         Cmd::Group(GroupCmd::Set { name, members }) => client::group_set(&g, &name, members).await,
+        Cmd::Run(a) => crate::jobs::run(&g, a).await,
+        Cmd::Ps { all, json } => crate::jobs::ps(&g, all, json).await,
+        Cmd::Logs { follow, job } => crate::jobs::logs(&g, &job, follow).await,
+        Cmd::Kill { signal, job } => crate::jobs::kill(&g, &job, &signal).await,
+        Cmd::Wait { job } => crate::jobs::wait(&g, &job).await,
         Cmd::Bench(b) => bench::run(&g, b).await,
     }
 }
