@@ -6,7 +6,7 @@
 //! ```toml
 //! [exec]
 //! enabled = true
-//! max_cpu = 2.0            # cores, summed over the running jobs
+//! max_cpu = 8.0            # cores, summed over the running jobs (default 4 x the cores)
 //! max_memory = "4GiB"      # summed over the running jobs
 //! max_jobs = 64
 //! max_pids = 4096          # per job
@@ -113,7 +113,10 @@ impl Default for ExecPolicy {
             .unwrap_or(1) as f64;
         ExecPolicy {
             enabled: true,
-            max_cpu: cpus,
+            // CPU is compressible (shares still divide it fairly), so the
+            // jobs' CPU limits may add up to more than the node has; memory
+            // is not, so it is not overcommitted.
+            max_cpu: cpus * 4.0,
             max_memory: Size(total_memory().unwrap_or(1 << 30) / 2),
             max_jobs: 256,
             max_pids: 4096,

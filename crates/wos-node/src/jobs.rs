@@ -140,7 +140,9 @@ impl Running {
                     }
                     Err(e) => {
                         let msg = format!("reading the job's output: {e}");
-                        let _ = tx.send(encode_frame(FrameKind::Error, msg.as_bytes())).await;
+                        let _ = tx
+                            .send(encode_frame(FrameKind::Error, msg.as_bytes()))
+                            .await;
                         return;
                     }
                 }
@@ -185,7 +187,7 @@ fn read_range(path: &Path, from: u64, to: u64) -> std::io::Result<Vec<u8>> {
 pub enum Started {
     New(Arc<Running>),
     /// The idempotency key was used before: this is that job.
-    Existing(JobInfo),
+    Existing(Box<JobInfo>),
 }
 
 /// The jobs of this node.
@@ -298,15 +300,31 @@ impl Jobs {
             key: req.idempotency_key.clone(),
         };
         match ctx.meta.write(cmd).await?.outcome {
-            Outcome::Job { job, existing: true } => return Ok(Started::Existing(*job)),
+            Outcome::Job {
+                job,
+                existing: true,
+            } => return Ok(Started::Existing(job)),
             Outcome::Job { .. } => {}
             Outcome::Rejected { reason } => {
                 return Err(ApiError::new(StatusCode::CONFLICT, reason.to_string()));
             }
-            other => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{other:?}"))),
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("{other:?}"),
+                ));
+            }
         }
         match self
-            .launch(ctx, &req, info.clone(), &limits, &policy, hierarchy, reservation)
+            .launch(
+                ctx,
+                &req,
+                info.clone(),
+                &limits,
+                &policy,
+                hierarchy,
+                reservation,
+            )
             .await
         {
             Ok(job) => Ok(Started::New(job)),
@@ -328,7 +346,10 @@ impl Jobs {
             } else {
                 StatusCode::FORBIDDEN
             };
-            ApiError::new(status, format!("node {} refuses the job: {}", self.node, r.reason))
+            ApiError::new(
+                status,
+                format!("node {} refuses the job: {}", self.node, r.reason),
+            )
         })?;
         in_use.cpu_millis += ask.cpu_millis as u64;
         in_use.memory += ask.memory;
@@ -352,7 +373,8 @@ impl Jobs {
         let root = job_dir.join("root");
         std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
         let output = job_dir.join("output");
-        let out_file = std::fs::File::create(&output).map_err(|e| format!("creating the output file: {e}"))?;
+        let out_file =
+            std::fs::File::create(&output).map_err(|e| format!("creating the output file: {e}"))?;
         let cg_limits = Limits {
             cpu: limits.cpu_millis.map(|m| m as f64 / 1000.0),
             memory: limits.memory_bytes,
@@ -371,7 +393,10 @@ impl Jobs {
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.arg("jail")
             .env_clear()
-            .env(wos_exec::SPEC_ENV, serde_json::to_string(&spec).expect("spec encodes"))
+            .env(
+                wos_exec::SPEC_ENV,
+                serde_json::to_string(&spec).expect("spec encodes"),
+            )
             .stdin(if req.attach {
                 std::process::Stdio::piped()
             } else {
@@ -383,7 +408,10 @@ impl Jobs {
             Ok(c) => c,
             Err(e) => {
                 cgroup.remove();
-                return Err(format!("starting the sandbox ({}): {e}", self.exe.display()));
+                return Err(format!(
+                    "starting the sandbox ({}): {e}",
+                    self.exe.display()
+                ));
             }
         };
         let pid = child.id().unwrap_or(0);
@@ -458,7 +486,10 @@ impl Jobs {
             readonly: false,
         });
         let mut env = vec![
-            ("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".to_string()),
+            (
+                "PATH".to_string(),
+                "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".to_string(),
+            ),
             ("HOME".to_string(), "/tmp".to_string()),
             ("WOS_JOB".to_string(), info.id.clone()),
             ("WOS_NODE".to_string(), self.node.clone()),
@@ -501,9 +532,10 @@ impl Jobs {
             seccomp_deny: policy.seccomp_deny(),
             // A WebAssembly job's runner enforces the CPU time itself, with a
             // clearer message; the rlimit is a backstop.
-            cpu_seconds: info.limits.cpu_seconds.map(|s| {
-                if req.kind == JobKind::Wasm { s + 2 } else { s }
-            }),
+            cpu_seconds: info
+                .limits
+                .cpu_seconds
+                .map(|s| if req.kind == JobKind::Wasm { s + 2 } else { s }),
         })
     }
 
@@ -513,7 +545,8 @@ impl Jobs {
         use std::os::unix::fs::{PermissionsExt, chown};
         let dir = self.data.join("files");
         if !dir.exists() {
-            std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("creating {}: {e}", dir.display()))?;
             let _ = chown(&dir, Some(policy.uid), Some(policy.gid));
             let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777));
         }
@@ -540,7 +573,8 @@ impl Jobs {
         if compiled.exists() {
             return Ok((runner, compiled));
         }
-        std::fs::create_dir_all(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
+        std::fs::create_dir_all(&cache)
+            .map_err(|e| format!("creating {}: {e}", cache.display()))?;
         let source = cache.join(format!("{hash}.wasm"));
         std::fs::write(&source, &bytes).map_err(|e| format!("storing the module: {e}"))?;
         let out = tokio::process::Command::new(&runner)
@@ -603,12 +637,26 @@ fn wasm_argv(req: &RunRequest, limits: &JobLimits) -> Vec<String> {
     if let Some(s) = limits.cpu_seconds {
         argv.extend(["--cpu-seconds".to_string(), s.to_string()]);
     }
-    argv.extend(["--dir".into(), "/tmp::/tmp".into(), "--dir".into(), "/wos::/wos".into()]);
+    argv.extend([
+        "--dir".into(),
+        "/tmp::/tmp".into(),
+        "--dir".into(),
+        "/wos::/wos".into(),
+    ]);
     for (k, v) in &req.env {
         argv.extend(["--env".to_string(), format!("{k}={v}")]);
     }
-    let name = req.argv.first().cloned().unwrap_or_else(|| "module.wasm".into());
-    argv.extend(["--argv0".to_string(), name, "/.wos-module.cwasm".to_string(), "--".to_string()]);
+    let name = req
+        .argv
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "module.wasm".into());
+    argv.extend([
+        "--argv0".to_string(),
+        name,
+        "/.wos-module.cwasm".to_string(),
+        "--".to_string(),
+    ]);
     argv.extend(req.argv.iter().skip(1).cloned());
     argv
 }
@@ -638,7 +686,10 @@ fn ending(
             wos_exec::policy::bytes(limits.memory_bytes.unwrap_or(0))
         )
     } else if sig == libc::SIGXCPU {
-        format!("CPU time limit exceeded ({} s)", limits.cpu_seconds.unwrap_or(0))
+        format!(
+            "CPU time limit exceeded ({} s)",
+            limits.cpu_seconds.unwrap_or(0)
+        )
     } else {
         match job.signaled_by.lock().expect("signal lock").as_ref() {
             Some((s, who)) if *s == sig => format!("sent by {who}"),
@@ -744,7 +795,9 @@ fn check_request(req: &RunRequest) -> Result<(), ApiError> {
     if let Some(d) = &req.dir
         && (!d.starts_with('/') || d.contains('\0'))
     {
-        return bad(format!("--dir {d:?} must be an absolute path inside the sandbox"));
+        return bad(format!(
+            "--dir {d:?} must be an absolute path inside the sandbox"
+        ));
     }
     match req.net.as_deref() {
         None | Some("none") | Some("host") => {}
@@ -797,13 +850,37 @@ mod tests {
         };
         assert!(check_request(&ok).is_ok());
         let cases = [
-            RunRequest { argv: vec![], ..ok.clone() },
-            RunRequest { argv: vec!["a\0b".into()], ..ok.clone() },
-            RunRequest { env: vec![("A=B".into(), "c".into())], ..ok.clone() },
-            RunRequest { dir: Some("rel".into()), ..ok.clone() },
-            RunRequest { net: Some("bridge".into()), ..ok.clone() },
-            RunRequest { limits: JobLimits { memory_bytes: Some(1000), ..Default::default() }, ..ok.clone() },
-            RunRequest { kind: JobKind::Wasm, ..ok.clone() },
+            RunRequest {
+                argv: vec![],
+                ..ok.clone()
+            },
+            RunRequest {
+                argv: vec!["a\0b".into()],
+                ..ok.clone()
+            },
+            RunRequest {
+                env: vec![("A=B".into(), "c".into())],
+                ..ok.clone()
+            },
+            RunRequest {
+                dir: Some("rel".into()),
+                ..ok.clone()
+            },
+            RunRequest {
+                net: Some("bridge".into()),
+                ..ok.clone()
+            },
+            RunRequest {
+                limits: JobLimits {
+                    memory_bytes: Some(1000),
+                    ..Default::default()
+                },
+                ..ok.clone()
+            },
+            RunRequest {
+                kind: JobKind::Wasm,
+                ..ok.clone()
+            },
         ];
         for c in cases {
             assert!(check_request(&c).is_err(), "{c:?}");

@@ -52,7 +52,10 @@ pub fn routes() -> Router<Arc<NodeCtx>> {
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/jobs/{id}/logs", get(job_logs))
         .route("/v1/jobs/{id}/signal", post(signal_job))
-        .route("/internal/jobs", post(run_here).layer(DefaultBodyLimit::disable()))
+        .route(
+            "/internal/jobs",
+            post(run_here).layer(DefaultBodyLimit::disable()),
+        )
         .route("/internal/jobs/{id}/logs", post(logs_here))
         .route("/internal/jobs/{id}/signal", post(signal_here))
         .layer(DefaultBodyLimit::max(crate::api::API_BODY_LIMIT))
@@ -110,7 +113,9 @@ impl BodyFrames {
             Some((kind, _)) => Err(ApiError::bad(format!(
                 "the first frame must describe the job, not {kind:?}"
             ))),
-            None => Err(ApiError::bad("empty request: send the job description first")),
+            None => Err(ApiError::bad(
+                "empty request: send the job description first",
+            )),
         }
     }
 }
@@ -146,7 +151,13 @@ async fn run_job(
                     format!("no node named {node} in this cell (see `wos node ls`)"),
                 ));
             }
-            check(&ctx, &who, bearer.as_deref(), Action::Run, &Object::Node(node.clone()))?;
+            check(
+                &ctx,
+                &who,
+                bearer.as_deref(),
+                Action::Run,
+                &Object::Node(node.clone()),
+            )?;
             (vec![node.clone()], false)
         }
         None => (placement(&ctx, &who, bearer.as_deref())?, true),
@@ -181,7 +192,11 @@ async fn run_job(
 }
 
 /// The live nodes `who` may run on, least loaded first.
-fn placement(ctx: &NodeCtx, who: &Principal, bearer: Option<&str>) -> Result<Vec<String>, ApiError> {
+fn placement(
+    ctx: &NodeCtx,
+    who: &Principal,
+    bearer: Option<&str>,
+) -> Result<Vec<String>, ApiError> {
     let mut nodes: Vec<(f64, String)> = node_infos(ctx)
         .into_iter()
         .filter(|n| n.state == NodeState::Alive)
@@ -328,7 +343,7 @@ async fn respond(
             });
             frames_response(rx)
         }
-        Placed::Local(Started::Existing(info)) => Json(info).into_response(),
+        Placed::Local(Started::Existing(info)) => Json(*info).into_response(),
         Placed::Remote {
             node,
             response,
@@ -424,7 +439,9 @@ fn relay_output(node: String, response: reqwest::Response) -> mpsc::Receiver<Vec
             let msg = format!(
                 "lost contact with node {node}: {problem}; the job is presumed lost (see `wos ps --all`)"
             );
-            let _ = tx.send(encode_frame(FrameKind::Error, msg.as_bytes())).await;
+            let _ = tx
+                .send(encode_frame(FrameKind::Error, msg.as_bytes()))
+                .await;
             return;
         }
     });
@@ -439,7 +456,10 @@ async fn run_here(
     body: Body,
 ) -> Result<Response, ApiError> {
     if !matches!(who, Principal::Node(_)) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "only nodes may call /internal"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "only nodes may call /internal",
+        ));
     }
     let mut frames = BodyFrames::new(body);
     let run: InternalRun = frames.spec().await?;
@@ -471,8 +491,14 @@ async fn list_jobs(
     let mut visible: Vec<JobInfo> = jobs
         .into_iter()
         .filter(|j| {
-            decide(&ctx, &who, bearer.as_deref(), Action::Read, &Object::Job(j.id.clone())).0
-                == Decision::Allow
+            decide(
+                &ctx,
+                &who,
+                bearer.as_deref(),
+                Action::Read,
+                &Object::Job(j.id.clone()),
+            )
+            .0 == Decision::Allow
         })
         .collect();
     visible.sort_by_key(|j| j.started_ms);
@@ -487,9 +513,12 @@ struct GetQuery {
 }
 
 fn job_record(ctx: &NodeCtx, id: &str) -> Result<JobInfo, ApiError> {
-    ctx.meta
-        .read(|s| s.jobs.get(id).cloned())
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job {id} (see `wos ps --all`)")))
+    ctx.meta.read(|s| s.jobs.get(id).cloned()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no job {id} (see `wos ps --all`)"),
+        )
+    })
 }
 
 /// `GET /v1/jobs/ID[?wait=SECONDS]`.
@@ -539,7 +568,10 @@ async fn open_logs(
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::GONE,
-                format!("node {} that ran job {} has left the cell", job.node, job.id),
+                format!(
+                    "node {} that ran job {} has left the cell",
+                    job.node, job.id
+                ),
             )
         })?;
     let response = ctx
@@ -554,7 +586,10 @@ async fn open_logs(
         .map_err(|e| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("node {} that ran job {} cannot be reached: {e}", job.node, job.id),
+                format!(
+                    "node {} that ran job {} cannot be reached: {e}",
+                    job.node, job.id
+                ),
             )
         })?;
     if !response.status().is_success() {
@@ -563,14 +598,21 @@ async fn open_logs(
     Ok(relay_output(job.node.clone(), response))
 }
 
-fn local_logs(ctx: &NodeCtx, job: &JobInfo, follow: bool) -> Result<mpsc::Receiver<Vec<u8>>, ApiError> {
+fn local_logs(
+    ctx: &NodeCtx,
+    job: &JobInfo,
+    follow: bool,
+) -> Result<mpsc::Receiver<Vec<u8>>, ApiError> {
     if let Some(running) = ctx.jobs.get(&job.id) {
         return Ok(running.frames(follow));
     }
     let path = ctx.jobs.output_path(&job.id).ok_or_else(|| {
         ApiError::new(
             StatusCode::GONE,
-            format!("the output of job {} is no longer kept on node {}", job.id, job.node),
+            format!(
+                "the output of job {} is no longer kept on node {}",
+                job.id, job.node
+            ),
         )
     })?;
     let (tx, rx) = mpsc::channel(16);
@@ -599,7 +641,10 @@ async fn logs_here(
 ) -> Result<Response, ApiError> {
     let job = job_record(&ctx, &id)?;
     if job.node != ctx.cfg.name {
-        return Err(ApiError::bad(format!("job {id} runs on {}, not here", job.node)));
+        return Err(ApiError::bad(format!(
+            "job {id} runs on {}, not here",
+            job.node
+        )));
     }
     Ok(frames_response(local_logs(&ctx, &job, q.follow)?))
 }
@@ -626,7 +671,11 @@ async fn deliver(ctx: &NodeCtx, job: &JobInfo, signal: &str, by: &str) -> Result
     let sig = signal_number(signal).ok_or_else(|| {
         ApiError::bad(format!(
             "unknown signal {signal:?}: use one of {}",
-            crate::jobs::SIGNALS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            crate::jobs::SIGNALS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
     if !job.state.is_running() {
@@ -676,7 +725,10 @@ async fn signal_here(
 ) -> Result<StatusCode, ApiError> {
     let job = job_record(&ctx, &id)?;
     if job.node != ctx.cfg.name {
-        return Err(ApiError::bad(format!("job {id} runs on {}, not here", job.node)));
+        return Err(ApiError::bad(format!(
+            "job {id} runs on {}, not here",
+            job.node
+        )));
     }
     deliver(&ctx, &job, &req.signal, &req.by).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -77,7 +77,11 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
     .await?;
     let data_path = opts.data.clone();
     let job_count = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let jobs = Arc::new(crate::jobs::Jobs::new(&cfg.name, &opts.data, job_count.clone()));
+    let jobs = Arc::new(crate::jobs::Jobs::new(
+        &cfg.name,
+        &opts.data,
+        job_count.clone(),
+    ));
     let membership = Membership::start(
         &cfg.name,
         &cfg.advertise,
@@ -200,9 +204,9 @@ async fn mark_jobs_of_dead_nodes_lost(ctx: &NodeCtx) {
             .filter(|j| j.state.is_running())
             .filter(|j| {
                 !s.nodes.contains_key(&j.node)
-                    || members.iter().any(|m| {
-                        m.name == j.node && m.state == wos_membership::MemberState::Dead
-                    })
+                    || members
+                        .iter()
+                        .any(|m| m.name == j.node && m.state == wos_membership::MemberState::Dead)
             })
             .map(|j| j.node.clone())
             .collect()

@@ -78,7 +78,10 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 
 /// Runs a job to its end over the API; returns the time to the first
 /// output and to the exit.
-async fn one_job(client: &Client, req: &RunRequest) -> anyhow::Result<(Option<Duration>, Duration)> {
+async fn one_job(
+    client: &Client,
+    req: &RunRequest,
+) -> anyhow::Result<(Option<Duration>, Duration)> {
     let started = Instant::now();
     let spec = serde_json::to_vec(req)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
@@ -136,8 +139,7 @@ fn local_fork_exec(n: usize) -> anyhow::Result<(Vec<Duration>, f64)> {
 fn bar(n: usize, json: bool, what: &str) -> indicatif::ProgressBar {
     let b = indicatif::ProgressBar::new(n as u64).with_message(what.to_string());
     b.set_style(
-        indicatif::ProgressStyle::with_template("{msg:24} {bar:40} {pos}/{len}")
-            .expect("template"),
+        indicatif::ProgressStyle::with_template("{msg:24} {bar:40} {pos}/{len}").expect("template"),
     );
     if json {
         b.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -151,6 +153,13 @@ pub async fn run(g: &Global, a: RunBench) -> anyhow::Result<()> {
         node: Some(a.on.clone()),
         argv: vec!["true".into()],
         attach: true,
+        // Small reservations, so that admission lets the throughput run
+        // keep several in flight.
+        limits: wos_api::JobLimits {
+            cpu_millis: Some(100),
+            memory_bytes: Some(64 << 20),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut f = RunFigures {
@@ -275,9 +284,14 @@ fn report(f: &RunFigures, json: bool) -> anyhow::Result<()> {
         "  baseline: local fork+exec of `true`: p50 {:.3} ms, p99 {:.3} ms, {:.0}/s",
         f.local_fork_exec_p50_ms, f.local_fork_exec_p99_ms, f.local_fork_exec_per_sec
     );
-    println!("  short jobs sustained by one node: {:.0} jobs/s", f.jobs_per_sec);
+    println!(
+        "  short jobs sustained by one node: {:.0} jobs/s",
+        f.jobs_per_sec
+    );
     if let (Some(p50), Some(p99)) = (f.wasm_first_output_p50_ms, f.wasm_first_output_p99_ms) {
-        println!("  WebAssembly hello, start to first output (warm): p50 {p50:.2} ms, p99 {p99:.2} ms");
+        println!(
+            "  WebAssembly hello, start to first output (warm): p50 {p50:.2} ms, p99 {p99:.2} ms"
+        );
     }
     Ok(())
 }

@@ -140,7 +140,9 @@ fn wasm_module(program: &str) -> anyhow::Result<Option<Vec<u8>>> {
     if f.read_exact(&mut magic).is_err() || &magic != b"\0asm" {
         return Ok(None);
     }
-    Ok(Some(std::fs::read(path).with_context(|| format!("reading {program}"))?))
+    Ok(Some(
+        std::fs::read(path).with_context(|| format!("reading {program}"))?,
+    ))
 }
 
 pub async fn run(g: &Global, a: RunArgs) -> anyhow::Result<()> {
@@ -303,7 +305,7 @@ async fn print_stream(response: reqwest::Response, input: Option<Input>) -> anyh
                 FrameKind::Exit => {
                     drop(input);
                     let info: JobInfo = serde_json::from_slice(&payload)?;
-                    return Ok(exit_code(&info)?);
+                    return exit_code(&info);
                 }
                 FrameKind::Error => {
                     return Err(RunFailure(String::from_utf8_lossy(&payload).to_string()).into());
@@ -330,8 +332,12 @@ fn exit_code(info: &JobInfo) -> anyhow::Result<u8> {
             let n = crate::jobs::signal_number(signal).unwrap_or(0);
             Ok((128 + n).clamp(0, 255) as u8)
         }
-        JobState::Failed { reason } => Err(RunFailure(format!("job {} failed: {reason}", info.id)).into()),
-        JobState::Lost { reason } => Err(RunFailure(format!("job {} was lost: {reason}", info.id)).into()),
+        JobState::Failed { reason } => {
+            Err(RunFailure(format!("job {} failed: {reason}", info.id)).into())
+        }
+        JobState::Lost { reason } => {
+            Err(RunFailure(format!("job {} was lost: {reason}", info.id)).into())
+        }
         JobState::Running => Err(RunFailure(format!("job {} is still running", info.id)).into()),
     }
 }

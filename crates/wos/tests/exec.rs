@@ -51,8 +51,15 @@ fn job(cell: &Cell, via: usize, id: &str) -> Option<JobInfo> {
 
 /// Waits until job `id` has ended as the cell records it.
 fn ended(cell: &Cell, via: usize, id: &str, limit: Duration) -> JobInfo {
-    wait_for(limit, || job(cell, via, id).filter(|j| !j.state.is_running()))
-        .unwrap_or_else(|| panic!("job {id} did not end within {limit:?}: {:?}", job(cell, via, id)))
+    wait_for(limit, || {
+        job(cell, via, id).filter(|j| !j.state.is_running())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "job {id} did not end within {limit:?}: {:?}",
+            job(cell, via, id)
+        )
+    })
 }
 
 fn node_name(cell: &Cell, i: usize) -> String {
@@ -68,7 +75,19 @@ fn run_streams_output_exit_codes_and_stdin_across_nodes() {
     let b = node_name(&cell, 1);
 
     // Both streams, in order, and the exit code, from node A onto node B.
-    let mut cmd = cell.wos_command(0, &cell.admin, &["run", "--on", &b, "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let mut cmd = cell.wos_command(
+        0,
+        &cell.admin,
+        &[
+            "run",
+            "--on",
+            &b,
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+    );
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "out\n");
@@ -86,10 +105,17 @@ fn run_streams_output_exit_codes_and_stdin_across_nodes() {
             ),
         ],
     );
-    assert_eq!(text(&ordered.stdout), "out\nerr\ncode 3\n", "{}", text(&ordered.stderr));
+    assert_eq!(
+        text(&ordered.stdout),
+        "out\nerr\ncode 3\n",
+        "{}",
+        text(&ordered.stderr)
+    );
 
     // 10 MiB through stdin comes back byte-identical.
-    let data: Vec<u8> = (0..10 << 20).map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..10 << 20)
+        .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let mut child = cell
         .wos_command(0, &cell.admin, &["run", "--on", &b, "--", "cat"])
         .stdin(Stdio::piped())
@@ -112,7 +138,19 @@ fn run_streams_output_exit_codes_and_stdin_across_nodes() {
 
     // Detached: an id at once; the record, the output and the exit code
     // from any node.
-    let out = run(&cell, 0, &["--on", &b, "--detach", "--", "sh", "-c", "sleep 0.5; echo later; exit 7"]);
+    let out = run(
+        &cell,
+        0,
+        &[
+            "--on",
+            &b,
+            "--detach",
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.5; echo later; exit 7",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let id = text(&out.stdout).trim().to_string();
     let waited = cell.wos(2, &["wait", &id]);
@@ -127,8 +165,34 @@ fn run_streams_output_exit_codes_and_stdin_across_nodes() {
     assert!(rec.ended_ms.is_some());
 
     // The same idempotency key never starts the job twice.
-    let first = run(&cell, 0, &["--on", &b, "--detach", "--idempotency-key", "k-1", "--", "sleep", "1"]);
-    let again = run(&cell, 2, &["--on", &b, "--detach", "--idempotency-key", "k-1", "--", "sleep", "1"]);
+    let first = run(
+        &cell,
+        0,
+        &[
+            "--on",
+            &b,
+            "--detach",
+            "--idempotency-key",
+            "k-1",
+            "--",
+            "sleep",
+            "1",
+        ],
+    );
+    let again = run(
+        &cell,
+        2,
+        &[
+            "--on",
+            &b,
+            "--detach",
+            "--idempotency-key",
+            "k-1",
+            "--",
+            "sleep",
+            "1",
+        ],
+    );
     assert!(first.status.success() && again.status.success());
     assert_eq!(text(&first.stdout), text(&again.stdout));
     let sleeps = jobs(&cell, 0)
@@ -145,7 +209,11 @@ fn run_streams_output_exit_codes_and_stdin_across_nodes() {
     // A program that does not exist: the shell's 127 and a clear message.
     let out = run(&cell, 0, &["--on", &b, "--", "no-such-program"]);
     assert_eq!(out.status.code(), Some(127));
-    assert!(text(&out.stderr).contains("no-such-program"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no-such-program"),
+        "{}",
+        text(&out.stderr)
+    );
     // Bad input changes nothing and says what was wrong.
     let before = jobs(&cell, 0).len();
     let out = run(&cell, 0, &["--on", &b, "--mem", "12Q", "--", "true"]);
@@ -153,7 +221,11 @@ fn run_streams_output_exit_codes_and_stdin_across_nodes() {
     assert!(text(&out.stderr).contains("--mem"), "{}", text(&out.stderr));
     let out = run(&cell, 0, &["--on", "no-such-node", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(text(&out.stderr).contains("no node named"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no node named"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(jobs(&cell, 0).len(), before);
 }
 
@@ -198,7 +270,9 @@ fn signals_end_jobs_and_limits_hold() {
     );
 
     // `wos kill` from the other node.
-    let id = text(&run(&cell, 0, &["--on", &b, "-d", "--", "sleep", "100"]).stdout).trim().to_string();
+    let id = text(&run(&cell, 0, &["--on", &b, "-d", "--", "sleep", "100"]).stdout)
+        .trim()
+        .to_string();
     let out = cell.wos(1, &["kill", "-s", "TERM", &id]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rec = ended(&cell, 0, &id, Duration::from_secs(5));
@@ -209,9 +283,22 @@ fn signals_end_jobs_and_limits_hold() {
     );
 
     // Memory past --mem: killed, and said so.
-    let out = run(&cell, 0, &["--on", &b, "--mem", "64M", "--", "tail", "/dev/zero"]);
-    assert_eq!(out.status.code(), Some(128 + libc::SIGKILL), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("memory limit exceeded"), "{}", text(&out.stderr));
+    let out = run(
+        &cell,
+        0,
+        &["--on", &b, "--mem", "64M", "--", "tail", "/dev/zero"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(128 + libc::SIGKILL),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("memory limit exceeded"),
+        "{}",
+        text(&out.stderr)
+    );
     let last = jobs(&cell, 0).into_iter().last().unwrap();
     assert!(
         matches!(&last.state, JobState::Signaled { reason, .. } if reason.contains("memory limit exceeded")),
@@ -236,22 +323,57 @@ for i in range(200):
     ok += 1
 print(ok, fail)
 "#;
-    let out = run(&cell, 0, &["--on", &b, "--pids", "20", "--", "python3", "-c", bomb]);
+    let out = run(
+        &cell,
+        0,
+        &["--on", &b, "--pids", "20", "--", "python3", "-c", bomb],
+    );
     let said = text(&out.stdout);
-    let counts: Vec<u32> = said.split_whitespace().filter_map(|n| n.parse().ok()).collect();
-    assert_eq!(counts.len(), 2, "unexpected output {said:?} {}", text(&out.stderr));
-    assert!(counts[0] < 20, "{} forks succeeded despite --pids 20", counts[0]);
+    let counts: Vec<u32> = said
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert_eq!(
+        counts.len(),
+        2,
+        "unexpected output {said:?} {}",
+        text(&out.stderr)
+    );
+    assert!(
+        counts[0] < 20,
+        "{} forks succeeded despite --pids 20",
+        counts[0]
+    );
     assert!(counts[1] > 0, "no fork was refused");
 
     // A CPU spinner with --cpu 0.5 gets about half a core (upper bound only:
     // a loaded machine may give it less).
-    let out = run(&cell, 0, &["--on", &b, "--cpu", "0.5", "-d", "--", "timeout", "3", "sh", "-c", "while :; do :; done"]);
+    let out = run(
+        &cell,
+        0,
+        &[
+            "--on",
+            &b,
+            "--cpu",
+            "0.5",
+            "-d",
+            "--",
+            "timeout",
+            "3",
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ],
+    );
     let id = text(&out.stdout).trim().to_string();
     let rec = ended(&cell, 0, &id, Duration::from_secs(20));
     let cpu = rec.usage.expect("usage").cpu_millis as f64 / 1000.0;
     let wall = (rec.ended_ms.unwrap() - rec.started_ms) as f64 / 1000.0;
     eprintln!("spinner with --cpu 0.5: {cpu:.2} CPU-seconds in {wall:.2} s");
-    assert!(cpu < 0.7 * wall, "{cpu} CPU-seconds in {wall} s is more than half a core");
+    assert!(
+        cpu < 0.7 * wall,
+        "{cpu} CPU-seconds in {wall} s is more than half a core"
+    );
     assert!(cpu > 0.05, "the spinner ran");
 }
 
@@ -283,7 +405,13 @@ int main(void) {
     )
     .unwrap();
     let out_path = dir.join("probe");
-    let out = Command::new("cc").arg("-O1").arg("-o").arg(&out_path).arg(&src).output().unwrap();
+    let out = Command::new("cc")
+        .arg("-O1")
+        .arg("-o")
+        .arg(&out_path)
+        .arg(&src)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "cc: {}", text(&out.stderr));
     out_path
 }
@@ -311,23 +439,44 @@ fn the_sandbox_confines_a_job() {
         .find_map(|l| l.strip_prefix("pids "))
         .and_then(|n| n.parse().ok())
         .unwrap();
-    assert!(pids < 8, "the job sees {pids} processes: host processes leak in\n{said}");
+    assert!(
+        pids < 8,
+        "the job sees {pids} processes: host processes leak in\n{said}"
+    );
     assert!(!said.contains("uid 0"), "{said}");
     assert!(!said.contains("writable"), "{said}");
     assert!(said.contains("tmp-ok") && said.contains("wos-ok"), "{said}");
-    assert!(said.contains("NoNewPrivs:\t1") && said.contains("Seccomp:\t2"), "{said}");
+    assert!(
+        said.contains("NoNewPrivs:\t1") && said.contains("Seccomp:\t2"),
+        "{said}"
+    );
 
     // mount, ptrace and new namespaces are refused by the seccomp policy.
     let probe = probe_binary(cell.dir.path());
     let out = cell
-        .wos_command(0, &cell.admin, &["run", "--on", &b, "--", "sh", "-c", "cat > /tmp/probe && chmod +x /tmp/probe && /tmp/probe"])
+        .wos_command(
+            0,
+            &cell.admin,
+            &[
+                "run",
+                "--on",
+                &b,
+                "--",
+                "sh",
+                "-c",
+                "cat > /tmp/probe && chmod +x /tmp/probe && /tmp/probe",
+            ],
+        )
         .stdin(std::fs::File::open(&probe).unwrap())
         .output()
         .unwrap();
     let said = text(&out.stdout);
     assert!(out.status.success(), "{said}{}", text(&out.stderr));
     for call in ["mount", "ptrace", "unshare"] {
-        assert!(said.contains(&format!("{call}=Operation not permitted")), "{call}: {said}");
+        assert!(
+            said.contains(&format!("{call}=Operation not permitted")),
+            "{call}: {said}"
+        );
     }
     assert!(!said.contains("uid=0"), "{said}");
 
@@ -347,28 +496,53 @@ fn a_node_dying_mid_job_ends_wos_run_and_the_job_is_lost() {
     let mut cell = cell(3);
     let c = node_name(&cell, 2);
     let mut child = cell
-        .wos_command(0, &cell.admin, &["run", "--on", &c, "--", "sh", "-c", "echo started; sleep 100"])
+        .wos_command(
+            0,
+            &cell.admin,
+            &[
+                "run",
+                "--on",
+                &c,
+                "--",
+                "sh",
+                "-c",
+                "echo started; sleep 100",
+            ],
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let running = wait_for(Duration::from_secs(10), || {
-        jobs(&cell, 0).into_iter().find(|j| j.node == c && j.state.is_running())
+        jobs(&cell, 0)
+            .into_iter()
+            .find(|j| j.node == c && j.state.is_running())
     })
     .expect("the job runs");
     let crashed = Instant::now();
     cell.crash(2);
-    let status = wait_for(Duration::from_secs(20), || child.try_wait().unwrap())
-        .expect("wos run ended");
+    let status =
+        wait_for(Duration::from_secs(20), || child.try_wait().unwrap()).expect("wos run ended");
     let took = crashed.elapsed();
     let out = child.wait_with_output().unwrap();
-    assert!(took < Duration::from_secs(15), "wos run took {took:?} to notice");
+    assert!(
+        took < Duration::from_secs(15),
+        "wos run took {took:?} to notice"
+    );
     assert_eq!(status.code(), Some(125));
     assert_eq!(text(&out.stdout), "started\n");
-    assert!(text(&out.stderr).contains(&format!("lost contact with node {c}")), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("lost contact with node {c}")),
+        "{}",
+        text(&out.stderr)
+    );
     let rec = ended(&cell, 0, &running.id, Duration::from_secs(30));
-    assert!(matches!(rec.state, JobState::Lost { .. }), "{:?}", rec.state);
+    assert!(
+        matches!(rec.state, JobState::Lost { .. }),
+        "{:?}",
+        rec.state
+    );
 }
 
 #[test]
@@ -377,7 +551,11 @@ fn rights_and_node_policy_decide_who_runs_where() {
         return;
     }
     let cell = cell(3);
-    let (a, b, c) = (node_name(&cell, 0), node_name(&cell, 1), node_name(&cell, 2));
+    let (a, b, c) = (
+        node_name(&cell, 0),
+        node_name(&cell, 1),
+        node_name(&cell, 2),
+    );
     let bob = cell.dir.path().join("bob.identity");
     let out = cell.wos(0, &["user", "add", "bob", "--out", bob.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -385,7 +563,11 @@ fn rights_and_node_policy_decide_who_runs_where() {
     // No right to run anywhere: refused, with what is missing.
     let out = cell.wos_as(0, &bob, &["run", "--on", &b, "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(text(&out.stderr).contains("lacks run on node:"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("lacks run on node:"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = cell.wos_as(0, &bob, &["run", "--", "true"]);
     assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
 
@@ -401,7 +583,9 @@ fn rights_and_node_policy_decide_who_runs_where() {
     assert_eq!(text(&out.stdout).trim(), b, "{}", text(&out.stderr));
 
     // Bob sees and signals his jobs, not the admin's.
-    let admin_job = text(&run(&cell, 0, &["--on", &a, "-d", "--", "sleep", "30"]).stdout).trim().to_string();
+    let admin_job = text(&run(&cell, 0, &["--on", &a, "-d", "--", "sleep", "30"]).stdout)
+        .trim()
+        .to_string();
     let listed: Vec<JobInfo> =
         serde_json::from_slice(&cell.wos_as(0, &bob, &["ps", "--all", "--json"]).stdout).unwrap();
     assert!(listed.iter().all(|j| j.owner == "user:bob"), "{listed:?}");
@@ -409,7 +593,11 @@ fn rights_and_node_policy_decide_who_runs_where() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let out = cell.wos_as(0, &bob, &["logs", &admin_job]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(cell.wos(0, &["kill", "-s", "KILL", &admin_job]).status.success());
+    assert!(
+        cell.wos(0, &["kill", "-s", "KILL", &admin_job])
+            .status
+            .success()
+    );
 
     // The node owner's policy wins over the cell: B no longer lets bob in,
     // and lets nobody have more than 1 GiB.
@@ -420,14 +608,26 @@ fn rights_and_node_policy_decide_who_runs_where() {
     .unwrap();
     let out = cell.wos_as(0, &bob, &["run", "--on", &b, "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(text(&out.stderr).contains("does not let user:bob run"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("does not let user:bob run"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run(&cell, 0, &["--on", &b, "--mem", "2G", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(text(&out.stderr).contains("more than the node gives"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("more than the node gives"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Automatic placement moves past nodes whose owners refuse.
     for i in [0, 1] {
-        std::fs::write(cell.hosts[i].data.join("policy.toml"), "[exec]\nenabled = false\n").unwrap();
+        std::fs::write(
+            cell.hosts[i].data.join("policy.toml"),
+            "[exec]\nenabled = false\n",
+        )
+        .unwrap();
     }
     for _ in 0..3 {
         let out = run(&cell, 0, &["--", "sh", "-c", "echo $WOS_NODE"]);
@@ -437,4 +637,161 @@ fn rights_and_node_policy_decide_who_runs_where() {
     let audit = cell.wos(0, &["audit", "--principal", "user:bob", "--limit", "1000"]);
     let said = text(&audit.stdout);
     assert!(said.contains("Run") && said.contains("node:"), "{said}");
+}
+
+/// The C test programs of `wos-wasm`, built for wasm32-wasi (and hello for
+/// the host), into `dir`.
+fn wasm_programs(dir: &Path) -> PathBuf {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../wos-wasm/scripts/build-wasm-programs.sh");
+    let out_dir = dir.join("wasm");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "building the WebAssembly test programs failed (CI installs clang, lld, wasi-libc): {}",
+        text(&out.stderr)
+    );
+    out_dir
+}
+
+#[test]
+fn webassembly_jobs_run_on_any_node_within_limits() {
+    if !root() {
+        return;
+    }
+    let runner = bin().with_file_name("wos-wasm");
+    assert!(
+        runner.exists(),
+        "{} is missing: build it with `cargo build -p wos-wasm` (nextest --workspace does)",
+        runner.display()
+    );
+    let cell = cell(2);
+    let b = node_name(&cell, 1);
+    let progs = wasm_programs(cell.dir.path());
+    let hello = progs.join("hello.wasm");
+
+    // The same output as the program built natively and run here, with
+    // arguments, environment and a file written under /wos.
+    let native = Command::new(progs.join("hello-native"))
+        .args(["x", "y z"])
+        .env_clear()
+        .env("WOS_TEST", "42")
+        .output()
+        .unwrap();
+    let native_out = text(&native.stdout).replace("hello-native", "hello.wasm");
+    let remote = run(
+        &cell,
+        0,
+        &[
+            "--on",
+            &b,
+            "-e",
+            "WOS_TEST=42",
+            "--",
+            hello.to_str().unwrap(),
+            "x",
+            "y z",
+        ],
+    );
+    assert!(remote.status.success(), "{}", text(&remote.stderr));
+    let remote_out = text(&remote.stdout);
+    assert_eq!(
+        remote_out
+            .lines()
+            .filter(|l| !l.starts_with("argv[0]"))
+            .collect::<Vec<_>>(),
+        native_out
+            .lines()
+            .filter(|l| !l.starts_with("argv[0]"))
+            .collect::<Vec<_>>()
+    );
+    assert!(remote_out.contains("argv[0]=hello.wasm"), "{remote_out}");
+    // Run again (now from the node's compiled-module cache), writing to /wos.
+    let out = run(
+        &cell,
+        0,
+        &[
+            "--on",
+            &b,
+            "--",
+            hello.to_str().unwrap(),
+            "write=/wos",
+            "exit=4",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("wrote out.txt"));
+    assert!(cell.hosts[1].data.join("files/out.txt").exists());
+
+    // An infinite loop is stopped by its CPU limit.
+    let started = Instant::now();
+    let out = run(
+        &cell,
+        0,
+        &[
+            "--on",
+            &b,
+            "--cpu-seconds",
+            "1",
+            "--",
+            progs.join("spin.wasm").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(128 + libc::SIGXCPU),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("CPU time limit exceeded"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // A memory grower is capped.
+    let out = run(
+        &cell,
+        0,
+        &[
+            "--on",
+            &b,
+            "--mem",
+            "16M",
+            "--",
+            progs.join("grow.wasm").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    let mib: u32 = said
+        .trim()
+        .strip_prefix("capped after ")
+        .and_then(|s| s.strip_suffix(" MiB"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output {said:?}"));
+    assert!(mib < 16, "grew to {mib} MiB under --mem 16M");
+
+    // Something that is not a runnable module is refused, clearly.
+    let out = run(
+        &cell,
+        0,
+        &[
+            "--on",
+            &b,
+            "--",
+            progs.join("reactor.wasm").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("_start"),
+        "{}",
+        text(&out.stderr)
+    );
 }
