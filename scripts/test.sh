@@ -6,6 +6,16 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v nsenter >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+# Jobs see the host's /usr only: the fork-bomb test runs Debian's python3.
+[ -x /usr/bin/python3 ] || need_apt+=(python3)
+# The WebAssembly test programs are C, built with clang for wasm32-wasi.
+command -v clang >/dev/null 2>&1 || need_apt+=(clang)
+command -v wasm-ld >/dev/null 2>&1 || command -v wasm-ld-14 >/dev/null 2>&1 || need_apt+=(lld)
+[ -d /usr/include/wasm32-wasi ] || [ -d /usr/share/wasi-sysroot ] || need_apt+=(wasi-libc)
+ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 \
+    || need_apt+=(libclang-rt-14-dev-wasm32)
 if [ "$(id -u)" = 0 ] && [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi

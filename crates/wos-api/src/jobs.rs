@@ -178,15 +178,24 @@ pub struct RunRequest {
 pub enum JobState {
     Running,
     /// The program exited with this code.
-    Exited { code: i32 },
+    Exited {
+        code: i32,
+    },
     /// The program was killed by a signal; `reason` says why when the cell
     /// knows ("memory limit exceeded", "CPU time limit exceeded", "sent by
     /// user:alice").
-    Signaled { signal: String, reason: String },
+    Signaled {
+        signal: String,
+        reason: String,
+    },
     /// The job never started (the program could not be run).
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// The executing node died or restarted while the job ran.
-    Lost { reason: String },
+    Lost {
+        reason: String,
+    },
 }
 
 impl JobState {

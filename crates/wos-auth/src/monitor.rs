@@ -363,8 +363,11 @@ impl ReferenceMonitor {
         action: Action,
         object: &Object,
     ) -> String {
-        if let (Principal::User(name), Some(right), Object::Kv(_) | Object::Job(_) | Object::Node(_)) =
-            (who, action.right(), object)
+        if let (
+            Principal::User(name),
+            Some(right),
+            Object::Kv(_) | Object::Job(_) | Object::Node(_),
+        ) = (who, action.right(), object)
         {
             let admin = dir.principal(name).is_some_and(|r| r.admin);
             if !admin && dir.owner(object).as_deref() == Some(who.id().as_str()) {

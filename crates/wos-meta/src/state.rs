@@ -675,19 +675,37 @@ mod tests {
     fn job_starts_are_idempotent_per_owner_and_key() {
         let mut s = CellState::default();
         let first = start(&mut s, job("j1", "n1", 10), Some("k"));
-        assert!(matches!(first, Outcome::Job { existing: false, .. }));
+        assert!(matches!(
+            first,
+            Outcome::Job {
+                existing: false,
+                ..
+            }
+        ));
         // Same key, same owner: the first job, nothing new.
         match start(&mut s, job("j2", "n2", 11), Some("k")) {
-            Outcome::Job { job, existing: true } => assert_eq!(job.id, "j1"),
+            Outcome::Job {
+                job,
+                existing: true,
+            } => assert_eq!(job.id, "j1"),
             other => panic!("{other:?}"),
         }
         assert_eq!(s.jobs.len(), 1);
         // Another owner's key is another key.
         let mut other = job("j3", "n1", 12);
         other.owner = "user:bob".into();
-        assert!(matches!(start(&mut s, other, Some("k")), Outcome::Job { existing: false, .. }));
+        assert!(matches!(
+            start(&mut s, other, Some("k")),
+            Outcome::Job {
+                existing: false,
+                ..
+            }
+        ));
         // A reused id is refused.
-        assert!(matches!(start(&mut s, job("j1", "n1", 13), None), Outcome::Rejected { .. }));
+        assert!(matches!(
+            start(&mut s, job("j1", "n1", 13), None),
+            Outcome::Rejected { .. }
+        ));
     }
 
     #[test]

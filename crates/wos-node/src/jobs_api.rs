@@ -37,6 +37,8 @@ type Ctx = State<Arc<NodeCtx>>;
 const FRAMES: &str = "application/vnd.wos.frames";
 /// How long a client has to send the first frame (the job's description).
 const SPEC_WAIT: Duration = Duration::from_secs(10);
+/// Largest JSON job description (it may carry a WebAssembly module).
+const JSON_RUN_LIMIT: usize = 64 << 20;
 /// Far enough away to mean "no deadline" for a streaming request.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -134,14 +136,33 @@ fn tokio_stream(mut rx: mpsc::Receiver<Vec<u8>>) -> impl futures::Stream<Item = 
 }
 
 /// `POST /v1/jobs`.
+///
+/// A body of type `application/json` is a plain [`RunRequest`] for a
+/// detached job (so that `curl -d` can start one); any other body is the
+/// framed stream.
 async fn run_job(
     State(ctx): Ctx,
     Extension(who): Extension<Principal>,
     Extension(Bearer(bearer)): Extension<Bearer>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let mut frames = BodyFrames::new(body);
-    let req: RunRequest = frames.spec().await?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let (req, frames) = if json {
+        let bytes = axum::body::to_bytes(body, JSON_RUN_LIMIT)
+            .await
+            .map_err(|e| ApiError::bad(format!("reading the job description: {e}")))?;
+        let mut req: RunRequest = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad(format!("bad job description: {e}")))?;
+        req.attach = false;
+        (req, BodyFrames::new(Body::empty()))
+    } else {
+        let mut frames = BodyFrames::new(body);
+        (frames.spec().await?, frames)
+    };
     let owner = who.id();
     let (candidates, automatic) = match &req.node {
         Some(node) => {

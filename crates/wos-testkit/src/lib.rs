@@ -295,7 +295,8 @@ impl Cell {
         let mut cmd = match &self.hosts[i].netns {
             Some(ns) => {
                 let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}")).args(["--", program]);
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .args(["--", program]);
                 c
             }
             None => Command::new(program),

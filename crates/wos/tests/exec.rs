@@ -599,6 +599,70 @@ fn rights_and_node_policy_decide_who_runs_where() {
             .success()
     );
 
+    // A capability for `run` on node A, made for bob, lets him run there
+    // (the token alone decides); without it he may not.
+    let out = cell.wos(
+        0,
+        &[
+            "cap",
+            "mint",
+            "--object",
+            &format!("node:{a}"),
+            "--rights",
+            "run",
+            "--for",
+            "bob",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout).trim().lines().last().unwrap().to_string();
+    let out = cell.wos_as(0, &bob, &["--cap", &token, "run", "--on", &a, "--", "true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cell.wos_as(0, &bob, &["--cap", &token, "run", "--on", &c, "--", "true"]);
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "the token names node {a} only"
+    );
+    let out = cell.wos_as(0, &bob, &["run", "--on", &a, "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+
+    // Plain HTTP: a JSON description starts a detached job; the record can
+    // be waited for.
+    let (code, body) = cell.curl(
+        0,
+        Some(&cell.admin),
+        "POST",
+        "/v1/jobs",
+        &[
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &format!(r#"{{"node":"{c}","argv":["sh","-c","exit 5"]}}"#),
+        ],
+    );
+    assert_eq!(code, 200, "{body}");
+    let started: JobInfo = serde_json::from_str(&body).unwrap();
+    assert_eq!(started.node, c);
+    let (code, body) = cell.curl(
+        0,
+        Some(&cell.admin),
+        "GET",
+        &format!("/v1/jobs/{}?wait=20", started.id),
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    let done: JobInfo = serde_json::from_str(&body).unwrap();
+    assert_eq!(done.state, JobState::Exited { code: 5 });
+    let (code, body) = cell.curl(
+        0,
+        Some(&bob),
+        "GET",
+        &format!("/v1/jobs/{}", started.id),
+        &[],
+    );
+    assert_eq!(code, 403, "{body}");
+
     // The node owner's policy wins over the cell: B no longer lets bob in,
     // and lets nobody have more than 1 GiB.
     std::fs::write(
