@@ -244,6 +244,7 @@ impl Jobs {
         owner: &str,
     ) -> Result<Started, ApiError> {
         check_request(&req)?;
+        let t0 = std::time::Instant::now();
         let hierarchy = self.cgroups.as_ref().map_err(|e| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -299,7 +300,9 @@ impl Jobs {
             job: info.clone(),
             key: req.idempotency_key.clone(),
         };
-        match ctx.meta.write(cmd).await?.outcome {
+        let outcome = ctx.meta.write(cmd).await?.outcome;
+        let recorded = t0.elapsed();
+        match outcome {
             Outcome::Job {
                 job,
                 existing: true,
@@ -327,7 +330,15 @@ impl Jobs {
             )
             .await
         {
-            Ok(job) => Ok(Started::New(job)),
+            Ok(job) => {
+                tracing::debug!(
+                    job = %info.id,
+                    recorded_ms = recorded.as_secs_f64() * 1000.0,
+                    spawned_ms = t0.elapsed().as_secs_f64() * 1000.0,
+                    "job started"
+                );
+                Ok(Started::New(job))
+            }
             Err(reason) => {
                 let state = JobState::Failed {
                     reason: reason.clone(),
@@ -434,17 +445,31 @@ impl Jobs {
         }
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
-        let pump = tokio::spawn(pump_output(stdout, stderr, out_file, job.written.clone()));
+        let pump = tokio::spawn(pump_output(
+            stdout,
+            stderr,
+            out_file,
+            job.written.clone(),
+            std::time::Instant::now(),
+        ));
         let jobs = self.clone();
         let ctx = ctx.clone();
         let running = job.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
+            let exited = std::time::Instant::now();
             // The pipes close when the whole sandbox has exited.
             let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
-            let usage = cgroup.usage();
-            cgroup.kill_all();
-            cgroup.remove();
+            // Reading, draining and removing cgroups may wait (rmdir retries
+            // while the kernel reaps): not on the async workers.
+            let usage = tokio::task::spawn_blocking(move || {
+                let usage = cgroup.usage();
+                cgroup.kill_all();
+                cgroup.remove();
+                usage
+            })
+            .await
+            .unwrap_or_default();
             drop(reservation);
             let state = ending(&running, status, &usage, limits_of(&running.info));
             let usage = JobUsage {
@@ -455,7 +480,14 @@ impl Jobs {
             fin.state = state.clone();
             fin.ended_ms = Some(now_millis());
             fin.usage = Some(usage.clone());
+            let cleaned = exited.elapsed();
             record_end(&ctx, &fin.id, state, Some(usage)).await;
+            tracing::debug!(
+                job = %fin.id,
+                cleanup_ms = cleaned.as_secs_f64() * 1000.0,
+                recorded_ms = exited.elapsed().as_secs_f64() * 1000.0,
+                "job ended"
+            );
             jobs.running.lock().expect("jobs lock").remove(&fin.id);
             running.done.send_replace(Some(fin));
         });
@@ -742,6 +774,7 @@ async fn pump_output(
     mut stderr: tokio::process::ChildStderr,
     file: std::fs::File,
     written: watch::Sender<u64>,
+    spawned: std::time::Instant,
 ) {
     let mut out_buf = vec![0u8; 64 << 10];
     let mut err_buf = vec![0u8; 64 << 10];
@@ -769,6 +802,12 @@ async fn pump_output(
         if let Err(e) = file.write_all_at(&frame, offset) {
             tracing::warn!("recording job output: {e}");
             continue;
+        }
+        if offset == 0 {
+            tracing::debug!(
+                after_spawn_ms = spawned.elapsed().as_secs_f64() * 1000.0,
+                "first output"
+            );
         }
         offset += frame.len() as u64;
         written.send_replace(offset);

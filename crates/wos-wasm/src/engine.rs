@@ -77,8 +77,8 @@ pub fn load(engine: &Engine, path: &Path) -> Result<Module> {
         // wasmtime still checks the artifact's version and engine settings and refuses a mismatch.
         Format::Compiled => unsafe { Module::deserialize_file(engine, path) }.with_context(|| {
             format!(
-                "cannot load the compiled module {}; if it was compiled by another wos-wasm version, \
-                 delete it and run `wos-wasm compile` again",
+                "cannot load the compiled module {} (a .cwasm only loads in the wos-wasm build that \
+                 made it: delete it and run `wos-wasm compile` again)",
                 path.display()
             )
         })?,

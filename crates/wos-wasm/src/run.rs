@@ -101,14 +101,9 @@ pub fn run(args: RunArgs) -> ExitCode {
 
 /// Everything up to, not including, the program's first instruction. An error here means exit 125.
 fn prepare(args: &RunArgs) -> Result<(Store<StoreData>, TypedFunc<(), ()>)> {
-    let t0 = std::time::Instant::now();
     let engine = engine::engine()?;
-    eprintln!("engine {:?}", t0.elapsed());
     let module = engine::load(&engine, &args.module)?;
-    eprintln!("load {:?}", t0.elapsed());
-    let l = linker(&engine)?;
-    eprintln!("linker {:?}", t0.elapsed());
-    let pre = l.instantiate_pre(&module).with_context(|| {
+    let pre = linker(&engine)?.instantiate_pre(&module).with_context(|| {
         format!(
             "{} needs imports that wos does not provide (only wasi_snapshot_preview1)",
             args.module.display()
@@ -132,7 +127,6 @@ fn prepare(args: &RunArgs) -> Result<(Store<StoreData>, TypedFunc<(), ()>)> {
         )
     })?;
     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-    eprintln!("inst {:?}", t0.elapsed());
     Ok((store, start))
 }
 
