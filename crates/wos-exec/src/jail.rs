@@ -49,6 +49,8 @@ use crate::{Bind, JailSpec, NetMode, SPEC_ENV};
 /// Exit code of a jail that could not be set up (like `env` and
 /// container runtimes: 126 and 127 are the program's).
 const SETUP_FAILED: i32 = 125;
+/// Exit status when the node cancelled the start (see `JailSpec::start_gate`).
+pub const START_CANCELLED: i32 = 124;
 const CANNOT_EXECUTE: i32 = 126;
 const NOT_FOUND: i32 = 127;
 
@@ -554,10 +556,39 @@ fn run_init(
     }
     build_root(spec)?;
     nix::unistd::sethostname(&spec.hostname).or_fail(|| "setting the hostname".into())?;
+    if let Some(fd) = spec.start_gate
+        && !gate_opens(fd)?
+    {
+        // The node cancelled the start (the job was not recorded): the
+        // program never runs.
+        return Ok(Outcome::Exited(START_CANCELLED));
+    }
     // SAFETY: this process is single-threaded.
     match unsafe { fork() }.or_fail(|| "forking the program".into())? {
         ForkResult::Child => run_program(program, status),
         ForkResult::Parent { child } => init_loop(child, signals),
+    }
+}
+
+/// Waits for the node's go: one byte (true) or end of file (false).
+fn gate_opens(fd: i32) -> Result<bool> {
+    // SAFETY: F_GETFD only asks whether the descriptor is open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(nix::errno::Errno::last())
+            .or_fail(|| format!("the start gate (descriptor {fd}) was not passed open"));
+    }
+    // SAFETY: the node passed this descriptor for exactly this use (checked
+    // open above); it is owned here from now on and closed on return.
+    let gate = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(&gate, &mut byte) {
+            Ok(n) => return Ok(n == 1),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                return Err(e).or_fail(|| format!("waiting for the node's go on descriptor {fd}"));
+            }
+        }
     }
 }
 
@@ -1084,6 +1115,7 @@ mod tests {
             cgroups: vec![],
             seccomp_deny: vec!["mount".into()],
             cpu_seconds: None,
+            start_gate: None,
         }
     }
 

@@ -74,6 +74,13 @@ pub struct JailSpec {
     pub seccomp_deny: Vec<String>,
     /// CPU-time limit in seconds (RLIMIT_CPU: SIGXCPU, then SIGKILL).
     pub cpu_seconds: Option<u64>,
+    /// An inherited descriptor the sandbox's init reads one byte from, once
+    /// the sandbox is built and before the program starts. End of file
+    /// instead cancels the start: the program never runs. The node builds
+    /// the sandbox while the cell records the job, and starts the program
+    /// only once the record (and its idempotency key) is committed.
+    #[serde(default)]
+    pub start_gate: Option<i32>,
 }
 
 pub mod cgroup;

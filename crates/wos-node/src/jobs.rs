@@ -8,6 +8,7 @@
 //! file through a watch of its length; nothing is held in memory.
 
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -296,57 +297,49 @@ impl Jobs {
             state: JobState::Running,
             usage: None,
         };
+        // The sandbox is built while the cell records the job; the program
+        // starts only once the record (and its idempotency key) is
+        // committed, so a start is never run twice and never runs unrecorded.
+        let prepared = self
+            .prepare(&req, &info, &limits, &policy, hierarchy)
+            .await
+            .map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, reason))?;
         let cmd = Command::JobStart {
             job: info.clone(),
             key: req.idempotency_key.clone(),
         };
-        let outcome = ctx.meta.write(cmd).await?.outcome;
+        let outcome = ctx.meta.write(cmd).await;
         let recorded = t0.elapsed();
-        match outcome {
-            Outcome::Job {
-                job,
-                existing: true,
-            } => return Ok(Started::Existing(job)),
-            Outcome::Job { .. } => {}
-            Outcome::Rejected { reason } => {
-                return Err(ApiError::new(StatusCode::CONFLICT, reason.to_string()));
-            }
-            other => {
-                return Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("{other:?}"),
-                ));
-            }
-        }
-        match self
-            .launch(
-                ctx,
-                &req,
-                info.clone(),
-                &limits,
-                &policy,
-                hierarchy,
-                reservation,
-            )
-            .await
-        {
-            Ok(job) => {
-                tracing::debug!(
-                    job = %info.id,
-                    recorded_ms = recorded.as_secs_f64() * 1000.0,
-                    spawned_ms = t0.elapsed().as_secs_f64() * 1000.0,
-                    "job started"
-                );
-                Ok(Started::New(job))
-            }
-            Err(reason) => {
-                let state = JobState::Failed {
-                    reason: reason.clone(),
-                };
-                record_end(ctx, &info.id, state, None).await;
-                Err(ApiError::new(StatusCode::BAD_REQUEST, reason))
-            }
-        }
+        let refusal = match outcome {
+            Ok(w) => match w.outcome {
+                Outcome::Job {
+                    existing: false, ..
+                } => {
+                    let job = self.open(ctx, prepared, info, reservation, req.attach);
+                    tracing::debug!(
+                        job = %job.info.id,
+                        recorded_ms = recorded.as_secs_f64() * 1000.0,
+                        started_ms = t0.elapsed().as_secs_f64() * 1000.0,
+                        "job started"
+                    );
+                    return Ok(Started::New(job));
+                }
+                Outcome::Job {
+                    job,
+                    existing: true,
+                } => {
+                    prepared.cancel(self.dir.join(&info.id));
+                    return Ok(Started::Existing(job));
+                }
+                Outcome::Rejected { reason } => {
+                    ApiError::new(StatusCode::CONFLICT, reason.to_string())
+                }
+                other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{other:?}")),
+            },
+            Err(e) => e.into(),
+        };
+        prepared.cancel(self.dir.join(&info.id));
+        Err(refusal)
     }
 
     fn reserve(&self, policy: &wos_exec::policy::ExecPolicy, ask: &Ask) -> Result<(), ApiError> {
@@ -369,17 +362,16 @@ impl Jobs {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn launch(
-        self: &Arc<Self>,
-        ctx: &Arc<NodeCtx>,
+    /// Creates the job's directory and cgroup and starts the jailer, which
+    /// builds the sandbox and then waits at its start gate.
+    async fn prepare(
+        &self,
         req: &RunRequest,
-        info: JobInfo,
+        info: &JobInfo,
         limits: &JobLimits,
         policy: &wos_exec::policy::ExecPolicy,
         hierarchy: &Hierarchy,
-        reservation: Reservation,
-    ) -> Result<Arc<Running>, String> {
+    ) -> Result<Prepared, String> {
         let job_dir = self.dir.join(&info.id);
         let root = job_dir.join("root");
         std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
@@ -394,13 +386,21 @@ impl Jobs {
         let cgroup = hierarchy
             .create(&format!("wos-{}", self.node), &info.id, &cg_limits)
             .map_err(|e| format!("creating the job's cgroup: {e}"))?;
-        let spec = match self.jail_spec(req, &info, policy, &root, &cgroup).await {
+        let (gate_read, gate_write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+            Ok(p) => p,
+            Err(e) => {
+                cgroup.remove();
+                return Err(format!("making the start gate: {e}"));
+            }
+        };
+        let mut spec = match self.jail_spec(req, info, policy, &root, &cgroup).await {
             Ok(s) => s,
             Err(e) => {
                 cgroup.remove();
                 return Err(e);
             }
         };
+        spec.start_gate = Some(GATE_FD);
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.arg("jail")
             .env_clear()
@@ -415,7 +415,17 @@ impl Jobs {
             })
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
-        let mut child = match cmd.spawn() {
+        let gate_raw = gate_read.as_raw_fd();
+        // SAFETY: between fork and exec only dup2/fcntl, which are
+        // async-signal-safe; no allocation, no locks.
+        unsafe {
+            cmd.pre_exec(move || pass_gate(gate_raw));
+        }
+        // Spawned from a runtime worker, a thread that lives as long as the
+        // node: the jailer's parent-death signal follows its parent thread.
+        let child = cmd.spawn();
+        drop(gate_read);
+        let child = match child {
             Ok(c) => c,
             Err(e) => {
                 cgroup.remove();
@@ -425,12 +435,37 @@ impl Jobs {
                 ));
             }
         };
+        Ok(Prepared {
+            child,
+            cgroup,
+            gate: std::fs::File::from(gate_write),
+            output,
+            out_file,
+        })
+    }
+
+    /// Opens the start gate of a recorded job and follows it to its end.
+    fn open(
+        self: &Arc<Self>,
+        ctx: &Arc<NodeCtx>,
+        prepared: Prepared,
+        info: JobInfo,
+        reservation: Reservation,
+        attach: bool,
+    ) -> Arc<Running> {
+        let Prepared {
+            mut child,
+            cgroup,
+            mut gate,
+            output,
+            out_file,
+        } = prepared;
         let pid = child.id().unwrap_or(0);
         let (stdin_tx, stdin_rx) = mpsc::channel(8);
         let job = Arc::new(Running {
             info: info.clone(),
             pid,
-            stdin: Mutex::new(req.attach.then_some(stdin_tx)),
+            stdin: Mutex::new(attach.then_some(stdin_tx)),
             output,
             written: watch::channel(0).0,
             done: watch::channel(None).0,
@@ -440,6 +475,9 @@ impl Jobs {
             .lock()
             .expect("jobs lock")
             .insert(info.id.clone(), job.clone());
+        // A failed write means the jailer is gone; its end is seen below.
+        let _ = std::io::Write::write_all(&mut gate, b"g");
+        drop(gate);
         if let Some(stdin) = child.stdin.take() {
             tokio::spawn(pump_stdin(stdin, stdin_rx));
         }
@@ -491,7 +529,7 @@ impl Jobs {
             jobs.running.lock().expect("jobs lock").remove(&fin.id);
             running.done.send_replace(Some(fin));
         });
-        Ok(job)
+        job
     }
 
     async fn jail_spec(
@@ -564,6 +602,7 @@ impl Jobs {
             seccomp_deny: policy.seccomp_deny(),
             // A WebAssembly job's runner enforces the CPU time itself, with a
             // clearer message; the rlimit is a backstop.
+            start_gate: None,
             cpu_seconds: info
                 .limits
                 .cpu_seconds
@@ -642,6 +681,57 @@ impl Jobs {
 
 fn limits_of(info: &JobInfo) -> &JobLimits {
     &info.limits
+}
+
+/// Where the jailer finds its start gate.
+const GATE_FD: i32 = 3;
+
+/// In the forked child, before exec: the gate's read end becomes
+/// descriptor [`GATE_FD`], inherited by the jailer.
+fn pass_gate(fd: i32) -> std::io::Result<()> {
+    // SAFETY: plain descriptor calls on descriptors this process owns.
+    let rc = if fd == GATE_FD {
+        // dup2 onto itself would keep close-on-exec set.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }
+    } else {
+        unsafe { libc::dup2(fd, GATE_FD) }
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A jailer waiting at its start gate.
+struct Prepared {
+    child: tokio::process::Child,
+    cgroup: Cgroup,
+    gate: std::fs::File,
+    output: PathBuf,
+    out_file: std::fs::File,
+}
+
+impl Prepared {
+    /// The start will not happen: close the gate (the program never runs),
+    /// then reap the jailer and remove what was made for it.
+    fn cancel(self, job_dir: PathBuf) {
+        let Prepared {
+            mut child,
+            cgroup,
+            gate,
+            ..
+        } = self;
+        drop(gate);
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+            let _ = tokio::task::spawn_blocking(move || {
+                cgroup.kill_all();
+                cgroup.remove();
+                let _ = std::fs::remove_dir_all(job_dir);
+            })
+            .await;
+        });
+    }
 }
 
 /// Gives back what an admitted job held, however it ends.

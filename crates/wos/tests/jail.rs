@@ -99,6 +99,7 @@ impl Sandbox {
                 .map(String::from)
                 .collect(),
             cpu_seconds: None,
+            start_gate: None,
         }
     }
 
@@ -219,6 +220,73 @@ fn output_and_exit_code_pass_through() {
     assert_eq!(stdout(&out), "out\n");
     assert_eq!(stderr(&out), "err\n");
     assert_eq!(out.status.code(), Some(3), "{out:?}");
+}
+
+/// Runs `wos jail` with a start gate on descriptor 3; `go` decides whether
+/// the node says go (one byte) or cancels (closes it).
+fn gated(sb: &Sandbox, argv: &[&str], go: bool) -> Output {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let mut spec = sb.spec(argv);
+    spec.start_gate = Some(3);
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    let raw = read.as_raw_fd();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wos"));
+    cmd.arg("jail")
+        .env_clear()
+        .env(
+            SPEC_ENV,
+            serde_json::to_string(&spec).expect("spec encodes"),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: only dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself would leave close-on-exec set.
+            let rc = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("starting wos jail");
+    drop(read);
+    let mut gate = std::fs::File::from(write);
+    // The sandbox is being built meanwhile; the program waits for this.
+    std::thread::sleep(Duration::from_millis(200));
+    if go {
+        std::io::Write::write_all(&mut gate, b"g").expect("gate write");
+    }
+    drop(gate);
+    finish(child, Duration::from_secs(30))
+}
+
+#[test]
+fn the_start_gate_runs_or_cancels_the_program() {
+    if !as_root("the_start_gate_runs_or_cancels_the_program") {
+        return;
+    }
+    let sb = Sandbox::new("gate", Limits::default());
+    let marker = sb.files.path().join("ran");
+    let out = gated(&sb, &["sh", "-c", "touch /wos/ran; echo ran"], false);
+    assert_eq!(
+        out.status.code(),
+        Some(wos_exec::jail::START_CANCELLED),
+        "{out:?}"
+    );
+    assert!(!marker.exists(), "a cancelled start ran the program");
+    assert_eq!(stdout(&out), "");
+    let out = gated(&sb, &["sh", "-c", "touch /wos/ran; echo ran"], true);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(stdout(&out), "ran\n");
+    assert!(marker.exists());
 }
 
 #[test]
