@@ -165,7 +165,19 @@ fn run_streams_output_exit_codes_and_stdin_across_nodes() {
     assert!(rec.ended_ms.is_some());
 
     // `wos logs -f` from a third node follows a running job to its end.
-    let out = run(&cell, 0, &["--on", &b, "-d", "--", "sh", "-c", "echo a; sleep 1; echo b >&2"]);
+    let out = run(
+        &cell,
+        0,
+        &[
+            "--on",
+            &b,
+            "-d",
+            "--",
+            "sh",
+            "-c",
+            "echo a; sleep 1; echo b >&2",
+        ],
+    );
     let id = text(&out.stdout).trim().to_string();
     let followed = cell.wos(2, &["logs", "-f", &id]);
     assert!(followed.status.success(), "{}", text(&followed.stderr));

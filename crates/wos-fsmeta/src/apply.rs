@@ -1,0 +1,599 @@
+//! Applying [`FsOp`]s to an [`FsState`].
+//!
+//! Every op is written in two halves: checks that only read the state and
+//! may fail, then changes that cannot fail. So a refused op leaves the state
+//! exactly as it was, on every replica, with nothing to undo.
+
+use std::collections::BTreeSet;
+
+use crate::error::FsError;
+use crate::model::{ChunkRef, Ino, Inode, Kind};
+use crate::op::{FsOp, FsReply};
+use crate::path::{check_mode, check_name, check_owner, check_target};
+use crate::state::{FsState, Link};
+
+impl FsState {
+    /// Applies one op. On `Err` the state is unchanged.
+    pub fn apply(&mut self, op: &FsOp) -> Result<FsReply, FsError> {
+        match op {
+            FsOp::Mkdir {
+                parent,
+                name,
+                mode,
+                owner,
+                now_ms,
+            } => self.mkdir(*parent, name, *mode, owner, *now_ms),
+            FsOp::Create {
+                parent,
+                name,
+                mode,
+                owner,
+                now_ms,
+                exclusive,
+            } => self.create(*parent, name, *mode, owner, *now_ms, *exclusive),
+            FsOp::Symlink {
+                parent,
+                name,
+                target,
+                owner,
+                now_ms,
+            } => self.symlink(*parent, name, target, owner, *now_ms),
+            FsOp::Commit {
+                ino,
+                if_version,
+                size,
+                chunks,
+                now_ms,
+            } => self.commit(*ino, *if_version, *size, chunks, *now_ms),
+            FsOp::Truncate { ino, size, now_ms } => self.truncate(*ino, *size, *now_ms),
+            FsOp::Rename {
+                from_parent,
+                from_name,
+                to_parent,
+                to_name,
+                now_ms,
+            } => self.rename(*from_parent, from_name, *to_parent, to_name, *now_ms),
+            FsOp::Unlink {
+                parent,
+                name,
+                now_ms,
+            } => self.unlink(*parent, name, *now_ms),
+            FsOp::Rmdir {
+                parent,
+                name,
+                now_ms,
+            } => self.rmdir(*parent, name, *now_ms),
+            FsOp::SetAttr {
+                ino,
+                mode,
+                owner,
+                mtime_ms,
+                now_ms,
+            } => self.set_attr(*ino, *mode, owner.as_deref(), *mtime_ms, *now_ms),
+            FsOp::SetReplicas {
+                ino,
+                replicas,
+                now_ms,
+            } => self.set_replicas(*ino, *replicas, *now_ms),
+        }
+    }
+
+    fn mkdir(
+        &mut self,
+        parent: Ino,
+        name: &str,
+        mode: u32,
+        owner: &str,
+        now: u64,
+    ) -> Result<FsReply, FsError> {
+        let path = self.check_new_entry(parent, name)?;
+        check_mode(&path, mode)?;
+        check_owner(&path, owner)?;
+        let ino = self.fresh_ino(&path)?;
+
+        let kind = Kind::Dir {
+            entries: Default::default(),
+            parent,
+            replicas: None,
+        };
+        Ok(reply(self.add(
+            parent,
+            name,
+            new_inode(ino, kind, mode, owner, now),
+        )))
+    }
+
+    fn create(
+        &mut self,
+        parent: Ino,
+        name: &str,
+        mode: u32,
+        owner: &str,
+        now: u64,
+        exclusive: bool,
+    ) -> Result<FsReply, FsError> {
+        check_name(name)?;
+        let path = self.entry_path(parent, name);
+        check_mode(&path, mode)?;
+        check_owner(&path, owner)?;
+        if let Some(existing) = self.entries(parent)?.get(name) {
+            // open(O_CREAT) without O_EXCL opens an existing file as it is;
+            // it cannot open a directory for writing.
+            let existing = self.node(*existing)?;
+            return match existing.kind {
+                Kind::File { .. } if !exclusive => Ok(reply(existing.clone())),
+                Kind::Dir { .. } if !exclusive => Err(FsError::IsDir { path }),
+                _ => Err(FsError::Exists { path }),
+            };
+        }
+        let ino = self.fresh_ino(&path)?;
+
+        let kind = Kind::File {
+            version: 0,
+            size: 0,
+            chunks: Vec::new(),
+        };
+        Ok(reply(self.add(
+            parent,
+            name,
+            new_inode(ino, kind, mode, owner, now),
+        )))
+    }
+
+    fn symlink(
+        &mut self,
+        parent: Ino,
+        name: &str,
+        target: &str,
+        owner: &str,
+        now: u64,
+    ) -> Result<FsReply, FsError> {
+        let path = self.check_new_entry(parent, name)?;
+        check_target(&path, target)?;
+        check_owner(&path, owner)?;
+        let ino = self.fresh_ino(&path)?;
+
+        let kind = Kind::Symlink {
+            target: target.to_string(),
+        };
+        // A link's own permissions mean nothing (access is decided on its
+        // target), so it gets Linux's fixed 0o777.
+        Ok(reply(self.add(
+            parent,
+            name,
+            new_inode(ino, kind, 0o777, owner, now),
+        )))
+    }
+
+    fn commit(
+        &mut self,
+        ino: Ino,
+        if_version: Option<u64>,
+        size: u64,
+        chunks: &[ChunkRef],
+        now: u64,
+    ) -> Result<FsReply, FsError> {
+        let path = self.display(ino);
+        let (version, _) = self.file(ino, &path)?;
+        check_chunks(&path, size, chunks)?;
+        if let Some(expected) = if_version
+            && expected != version
+        {
+            return Err(FsError::Conflict {
+                path,
+                current: version,
+                expected,
+            });
+        }
+        let next = next_version(&path, version)?;
+
+        let inode = self.node_mut(ino);
+        let Kind::File { chunks: old, .. } = &inode.kind else {
+            unreachable!("checked to be a file")
+        };
+        let released = released(old, chunks);
+        inode.kind = Kind::File {
+            version: next,
+            size,
+            chunks: chunks.to_vec(),
+        };
+        inode.mtime_ms = now;
+        inode.ctime_ms = now;
+        Ok(FsReply {
+            inode: inode.clone(),
+            released,
+        })
+    }
+
+    fn truncate(&mut self, ino: Ino, size: u64, now: u64) -> Result<FsReply, FsError> {
+        let path = self.display(ino);
+        let (version, empty) = self.file(ino, &path)?;
+        if size != 0 {
+            // A chunk's id is the hash of its bytes, so any other size needs
+            // new chunks (even a shortened last one): the writer commits new
+            // content instead.
+            return Err(FsError::Invalid {
+                path,
+                reason: format!(
+                    "cannot truncate to {size} bytes: only truncation to 0 is an operation \
+                     of its own; for any other size, commit the new content"
+                ),
+            });
+        }
+        // Emptying an empty file changes no content, so it keeps its version
+        // and does not fail a concurrent conditional writer.
+        let next = if empty {
+            version
+        } else {
+            next_version(&path, version)?
+        };
+
+        let inode = self.node_mut(ino);
+        let old = std::mem::replace(
+            &mut inode.kind,
+            Kind::File {
+                version: next,
+                size: 0,
+                chunks: Vec::new(),
+            },
+        );
+        inode.mtime_ms = now;
+        inode.ctime_ms = now;
+        let inode = inode.clone();
+        let Kind::File { chunks: old, .. } = old else {
+            unreachable!("checked to be a file")
+        };
+        Ok(FsReply {
+            inode,
+            released: released(&old, &[]),
+        })
+    }
+
+    fn rename(
+        &mut self,
+        from_parent: Ino,
+        from_name: &str,
+        to_parent: Ino,
+        to_name: &str,
+        now: u64,
+    ) -> Result<FsReply, FsError> {
+        check_name(from_name)?;
+        check_name(to_name)?;
+        let source = self.child(from_parent, from_name)?;
+        let target = self.entries(to_parent)?.get(to_name).copied();
+        if from_parent == to_parent && from_name == to_name {
+            // POSIX: renaming an entry onto itself does nothing.
+            return Ok(reply(source.clone()));
+        }
+        let (source, source_is_dir) = (source.ino, source.is_dir());
+        let from = self.entry_path(from_parent, from_name);
+        let to = self.entry_path(to_parent, to_name);
+        if source_is_dir && self.is_within(to_parent, source) {
+            return Err(FsError::IntoOwnSubtree { from, to });
+        }
+        if let Some(target) = target {
+            self.check_replaceable(source_is_dir, target, to)?;
+        }
+
+        let released = match target {
+            Some(_) => self.remove(to_parent, to_name, now).1,
+            None => Vec::new(),
+        };
+        self.detach(from_parent, from_name);
+        self.attach(to_parent, to_name, source);
+        self.touch(from_parent, now);
+        self.touch(to_parent, now);
+        let inode = self.node_mut(source);
+        inode.ctime_ms = now;
+        Ok(FsReply {
+            inode: inode.clone(),
+            released,
+        })
+    }
+
+    /// rename(2)'s rules for an existing target: like replaces like, and a
+    /// directory only replaces an empty one.
+    fn check_replaceable(
+        &self,
+        source_is_dir: bool,
+        target: Ino,
+        to: String,
+    ) -> Result<(), FsError> {
+        match (source_is_dir, &self.node(target)?.kind) {
+            (true, Kind::Dir { entries, .. }) if !entries.is_empty() => {
+                Err(FsError::NotEmpty { path: to })
+            }
+            (true, Kind::Dir { .. }) => Ok(()),
+            (true, _) => Err(FsError::NotDir { path: to }),
+            (false, Kind::Dir { .. }) => Err(FsError::IsDir { path: to }),
+            (false, _) => Ok(()),
+        }
+    }
+
+    fn unlink(&mut self, parent: Ino, name: &str, now: u64) -> Result<FsReply, FsError> {
+        check_name(name)?;
+        if self.child(parent, name)?.is_dir() {
+            return Err(FsError::IsDir {
+                path: self.entry_path(parent, name),
+            });
+        }
+
+        let (inode, released) = self.remove(parent, name, now);
+        self.touch(parent, now);
+        Ok(FsReply { inode, released })
+    }
+
+    fn rmdir(&mut self, parent: Ino, name: &str, now: u64) -> Result<FsReply, FsError> {
+        check_name(name)?;
+        let dir = self.child(parent, name)?;
+        let path = || self.entry_path(parent, name);
+        match dir.entries() {
+            // The root is in no directory, so only a corrupt state gets here.
+            _ if dir.ino == Ino::ROOT => {
+                return Err(FsError::Root {
+                    action: "removed".into(),
+                });
+            }
+            None => return Err(FsError::NotDir { path: path() }),
+            Some(entries) if !entries.is_empty() => {
+                return Err(FsError::NotEmpty { path: path() });
+            }
+            Some(_) => {}
+        }
+
+        let (inode, _) = self.remove(parent, name, now);
+        self.touch(parent, now);
+        Ok(reply(inode))
+    }
+
+    fn set_attr(
+        &mut self,
+        ino: Ino,
+        mode: Option<u32>,
+        owner: Option<&str>,
+        mtime: Option<u64>,
+        now: u64,
+    ) -> Result<FsReply, FsError> {
+        self.node(ino)?;
+        let path = self.display(ino);
+        if let Some(mode) = mode {
+            check_mode(&path, mode)?;
+        }
+        if let Some(owner) = owner {
+            check_owner(&path, owner)?;
+        }
+
+        let inode = self.node_mut(ino);
+        if let Some(mode) = mode {
+            inode.mode = mode;
+        }
+        if let Some(owner) = owner {
+            inode.owner = owner.to_string();
+        }
+        if let Some(mtime) = mtime {
+            inode.mtime_ms = mtime;
+        }
+        inode.ctime_ms = now;
+        Ok(reply(inode.clone()))
+    }
+
+    fn set_replicas(
+        &mut self,
+        ino: Ino,
+        replicas: Option<u8>,
+        now: u64,
+    ) -> Result<FsReply, FsError> {
+        let path = self.display(ino);
+        if !self.node(ino)?.is_dir() {
+            return Err(FsError::NotDir { path });
+        }
+        if replicas == Some(0) {
+            return Err(FsError::Invalid {
+                path,
+                reason: "a replication factor must be at least 1".into(),
+            });
+        }
+
+        let inode = self.node_mut(ino);
+        if let Kind::Dir { replicas: r, .. } = &mut inode.kind {
+            *r = replicas;
+        }
+        inode.ctime_ms = now;
+        Ok(reply(inode.clone()))
+    }
+
+    // ---- checks (read only) ----
+
+    /// `name` must be valid and free in directory `parent`; returns its path.
+    fn check_new_entry(&self, parent: Ino, name: &str) -> Result<String, FsError> {
+        check_name(name)?;
+        let path = self.entry_path(parent, name);
+        if self.entries(parent)?.contains_key(name) {
+            return Err(FsError::Exists { path });
+        }
+        Ok(path)
+    }
+
+    /// The id a new inode gets.
+    fn fresh_ino(&self, path: &str) -> Result<Ino, FsError> {
+        if self.next_ino == u64::MAX {
+            return Err(FsError::Invalid {
+                path: path.to_string(),
+                reason: "the cell has used up its inode ids".into(),
+            });
+        }
+        Ok(Ino(self.next_ino))
+    }
+
+    /// `ino` must be a file: returns its version and whether it is empty.
+    fn file(&self, ino: Ino, path: &str) -> Result<(u64, bool), FsError> {
+        match &self.node(ino)?.kind {
+            Kind::File {
+                version, chunks, ..
+            } => Ok((*version, chunks.is_empty())),
+            Kind::Dir { .. } => Err(FsError::IsDir {
+                path: path.to_string(),
+            }),
+            Kind::Symlink { .. } => Err(FsError::Invalid {
+                path: path.to_string(),
+                reason: "is a symbolic link; only files have content".into(),
+            }),
+        }
+    }
+
+    /// Whether `ino` is `ancestor` or below it.
+    fn is_within(&self, ino: Ino, ancestor: Ino) -> bool {
+        let mut at = ino;
+        // Bounded by the inode count in case a corrupt state holds a cycle.
+        for _ in 0..=self.inodes.len() {
+            if at == ancestor {
+                return true;
+            }
+            match self.get(at).map(|inode| &inode.kind) {
+                Some(Kind::Dir { parent, .. }) if at != Ino::ROOT => at = *parent,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    // ---- changes (infallible; every id and name was checked above) ----
+
+    fn node_mut(&mut self, ino: Ino) -> &mut Inode {
+        self.inodes
+            .get_mut(&ino)
+            .expect("inode checked before changing the state")
+    }
+
+    /// Stores a new inode and links it as `parent/name`.
+    fn add(&mut self, parent: Ino, name: &str, inode: Inode) -> Inode {
+        let (ino, now) = (inode.ino, inode.ctime_ms);
+        self.next_ino = ino.0 + 1;
+        self.inodes.insert(ino, inode.clone());
+        self.attach(parent, name, ino);
+        self.touch(parent, now);
+        inode
+    }
+
+    /// Links `child` as `parent/name`, keeping nlink, the child's parent
+    /// pointer and the link index in step.
+    fn attach(&mut self, parent: Ino, name: &str, child: Ino) {
+        let child_is_dir = match &mut self.node_mut(child).kind {
+            Kind::Dir { parent: up, .. } => {
+                *up = parent;
+                true
+            }
+            _ => false,
+        };
+        let dir = self.node_mut(parent);
+        if let Kind::Dir { entries, .. } = &mut dir.kind {
+            entries.insert(name.to_string(), child);
+        }
+        if child_is_dir {
+            dir.nlink = dir.nlink.saturating_add(1);
+        }
+        let link = Link {
+            parent,
+            name: name.to_string(),
+        };
+        self.links.insert(child, link);
+    }
+
+    /// Unlinks `parent/name` and returns the child, which stays stored.
+    fn detach(&mut self, parent: Ino, name: &str) -> Ino {
+        let Kind::Dir { entries, .. } = &mut self.node_mut(parent).kind else {
+            unreachable!("checked to be a directory")
+        };
+        let child = entries.remove(name).expect("entry checked to exist");
+        self.links.remove(&child);
+        if self.inodes[&child].is_dir() {
+            let dir = self.node_mut(parent);
+            dir.nlink = dir.nlink.saturating_sub(1);
+        }
+        child
+    }
+
+    /// Unlinks and deletes `parent/name` (a file, a symlink or an empty
+    /// directory); returns it with nlink 0 and the chunks it held.
+    fn remove(&mut self, parent: Ino, name: &str, now: u64) -> (Inode, Vec<ChunkRef>) {
+        let ino = self.detach(parent, name);
+        let mut inode = self.inodes.remove(&ino).expect("inode checked to exist");
+        inode.nlink = 0;
+        inode.ctime_ms = now;
+        let released = released(inode.chunks(), &[]);
+        (inode, released)
+    }
+
+    /// Marks a directory's entries as changed.
+    fn touch(&mut self, dir: Ino, now: u64) {
+        let dir = self.node_mut(dir);
+        dir.mtime_ms = now;
+        dir.ctime_ms = now;
+    }
+}
+
+fn new_inode(ino: Ino, kind: Kind, mode: u32, owner: &str, now: u64) -> Inode {
+    let nlink = if matches!(kind, Kind::Dir { .. }) {
+        2
+    } else {
+        1
+    };
+    Inode {
+        ino,
+        kind,
+        mode,
+        owner: owner.to_string(),
+        mtime_ms: now,
+        ctime_ms: now,
+        nlink,
+    }
+}
+
+fn reply(inode: Inode) -> FsReply {
+    FsReply {
+        inode,
+        released: Vec::new(),
+    }
+}
+
+/// A committed chunk list must add up to the size, and hold no empty chunk
+/// (an empty file has no chunks; an empty chunk is a writer's bug).
+fn check_chunks(path: &str, size: u64, chunks: &[ChunkRef]) -> Result<(), FsError> {
+    let invalid = |reason: String| {
+        Err(FsError::Invalid {
+            path: path.to_string(),
+            reason,
+        })
+    };
+    if let Some(i) = chunks.iter().position(|c| c.len == 0) {
+        return invalid(format!("chunk {i} has length 0"));
+    }
+    // u32 lengths cannot overflow a u64 sum for any list that fits in memory.
+    let sum: u64 = chunks.iter().map(|c| u64::from(c.len)).sum();
+    if sum != size {
+        return invalid(format!(
+            "size {size} does not match the chunks, which hold {sum} bytes"
+        ));
+    }
+    Ok(())
+}
+
+fn next_version(path: &str, version: u64) -> Result<u64, FsError> {
+    version.checked_add(1).ok_or_else(|| FsError::Invalid {
+        path: path.to_string(),
+        reason: "the file's version counter is exhausted".into(),
+    })
+}
+
+/// The chunks of `old` that `new` does not list, each once, in `old`'s order.
+fn released(old: &[ChunkRef], new: &[ChunkRef]) -> Vec<ChunkRef> {
+    let kept: BTreeSet<[u8; 32]> = new.iter().map(|c| c.id).collect();
+    let mut seen = BTreeSet::new();
+    old.iter()
+        .filter(|c| !kept.contains(&c.id) && seen.insert(c.id))
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
