@@ -300,42 +300,63 @@ impl Jobs {
         // The sandbox is built while the cell records the job; the program
         // starts only once the record (and its idempotency key) is
         // committed, so a start is never run twice and never runs unrecorded.
-        let prepared = self
-            .prepare(&req, &info, &limits, &policy, hierarchy)
-            .await
-            .map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, reason))?;
         let cmd = Command::JobStart {
             job: info.clone(),
             key: req.idempotency_key.clone(),
         };
-        let outcome = ctx.meta.write(cmd).await;
+        // The write is polled first, so its request is on its way before
+        // the sandbox work occupies this thread.
+        let (outcome, prepared) = tokio::join!(
+            ctx.meta.write(cmd),
+            self.prepare(&req, &info, &limits, &policy, hierarchy)
+        );
         let recorded = t0.elapsed();
+        let outcome = outcome.map(|w| w.outcome);
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(reason) => {
+                return match outcome {
+                    // The key was used before: that job stands.
+                    Ok(Outcome::Job {
+                        job,
+                        existing: true,
+                    }) => Ok(Started::Existing(job)),
+                    // Recorded but impossible to start here: say so.
+                    Ok(Outcome::Job { .. }) => {
+                        let state = JobState::Failed {
+                            reason: reason.clone(),
+                        };
+                        record_end(ctx, &info.id, state, None).await;
+                        Err(ApiError::new(StatusCode::BAD_REQUEST, reason))
+                    }
+                    _ => Err(ApiError::new(StatusCode::BAD_REQUEST, reason)),
+                };
+            }
+        };
         let refusal = match outcome {
-            Ok(w) => match w.outcome {
-                Outcome::Job {
-                    existing: false, ..
-                } => {
-                    let job = self.open(ctx, prepared, info, reservation, req.attach);
-                    tracing::debug!(
-                        job = %job.info.id,
-                        recorded_ms = recorded.as_secs_f64() * 1000.0,
-                        started_ms = t0.elapsed().as_secs_f64() * 1000.0,
-                        "job started"
-                    );
-                    return Ok(Started::New(job));
-                }
-                Outcome::Job {
-                    job,
-                    existing: true,
-                } => {
-                    prepared.cancel(self.dir.join(&info.id));
-                    return Ok(Started::Existing(job));
-                }
-                Outcome::Rejected { reason } => {
-                    ApiError::new(StatusCode::CONFLICT, reason.to_string())
-                }
-                other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{other:?}")),
-            },
+            Ok(Outcome::Job {
+                existing: false, ..
+            }) => {
+                let job = self.open(ctx, prepared, info, reservation, req.attach);
+                tracing::debug!(
+                    job = %job.info.id,
+                    recorded_ms = recorded.as_secs_f64() * 1000.0,
+                    started_ms = t0.elapsed().as_secs_f64() * 1000.0,
+                    "job started"
+                );
+                return Ok(Started::New(job));
+            }
+            Ok(Outcome::Job {
+                job,
+                existing: true,
+            }) => {
+                prepared.cancel(self.dir.join(&info.id));
+                return Ok(Started::Existing(job));
+            }
+            Ok(Outcome::Rejected { reason }) => {
+                ApiError::new(StatusCode::CONFLICT, reason.to_string())
+            }
+            Ok(other) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{other:?}")),
             Err(e) => e.into(),
         };
         prepared.cancel(self.dir.join(&info.id));
@@ -519,15 +540,19 @@ impl Jobs {
             fin.ended_ms = Some(now_millis());
             fin.usage = Some(usage.clone());
             let cleaned = exited.elapsed();
-            record_end(&ctx, &fin.id, state, Some(usage)).await;
+            // Attached clients learn the end at once; the cell's record
+            // follows within a metadata write (a few ms). The job stays in
+            // the running table until then, so its output stays readable.
+            let id = fin.id.clone();
+            running.done.send_replace(Some(fin));
+            record_end(&ctx, &id, state, Some(usage)).await;
             tracing::debug!(
-                job = %fin.id,
+                job = %id,
                 cleanup_ms = cleaned.as_secs_f64() * 1000.0,
                 recorded_ms = exited.elapsed().as_secs_f64() * 1000.0,
                 "job ended"
             );
-            jobs.running.lock().expect("jobs lock").remove(&fin.id);
-            running.done.send_replace(Some(fin));
+            jobs.running.lock().expect("jobs lock").remove(&id);
         });
         job
     }

@@ -320,6 +320,7 @@ fn signals_end_jobs_and_limits_hold() {
         text(&out.stderr)
     );
     let last = jobs(&cell, 0).into_iter().last().unwrap();
+    let last = ended(&cell, 0, &last.id, Duration::from_secs(5));
     assert!(
         matches!(&last.state, JobState::Signaled { reason, .. } if reason.contains("memory limit exceeded")),
         "{:?}",
