@@ -306,11 +306,11 @@ impl Jobs {
         };
         // The write is polled first, so its request is on its way before
         // the sandbox work occupies this thread.
-        let (outcome, prepared) = tokio::join!(
-            ctx.meta.write(cmd),
-            self.prepare(&req, &info, &limits, &policy, hierarchy)
-        );
-        let recorded = t0.elapsed();
+        let ((outcome, recorded), (prepared, built)) =
+            tokio::join!(async { (ctx.meta.write(cmd).await, t0.elapsed()) }, async {
+                let p = self.prepare(&req, &info, &limits, &policy, hierarchy).await;
+                (p, t0.elapsed())
+            });
         let outcome = outcome.map(|w| w.outcome);
         let prepared = match prepared {
             Ok(p) => p,
@@ -341,6 +341,7 @@ impl Jobs {
                 tracing::debug!(
                     job = %job.info.id,
                     recorded_ms = recorded.as_secs_f64() * 1000.0,
+                    built_ms = built.as_secs_f64() * 1000.0,
                     started_ms = t0.elapsed().as_secs_f64() * 1000.0,
                     "job started"
                 );
@@ -393,6 +394,7 @@ impl Jobs {
         policy: &wos_exec::policy::ExecPolicy,
         hierarchy: &Hierarchy,
     ) -> Result<Prepared, String> {
+        let t = std::time::Instant::now();
         let job_dir = self.dir.join(&info.id);
         let root = job_dir.join("root");
         std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
@@ -407,6 +409,7 @@ impl Jobs {
         let cgroup = hierarchy
             .create(&format!("wos-{}", self.node), &info.id, &cg_limits)
             .map_err(|e| format!("creating the job's cgroup: {e}"))?;
+        let cgroup_ms = t.elapsed().as_secs_f64() * 1000.0;
         let (gate_read, gate_write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
             Ok(p) => p,
             Err(e) => {
@@ -421,7 +424,7 @@ impl Jobs {
                 return Err(e);
             }
         };
-        spec.start_gate = Some(GATE_FD);
+        spec.start_gate = Some(gate_read.as_raw_fd());
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.arg("jail")
             .env_clear()
@@ -436,16 +439,28 @@ impl Jobs {
             })
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
-        let gate_raw = gate_read.as_raw_fd();
-        // SAFETY: between fork and exec only dup2/fcntl, which are
-        // async-signal-safe; no allocation, no locks.
-        unsafe {
-            cmd.pre_exec(move || pass_gate(gate_raw));
+        // The jailer inherits the gate's read end under its own number. No
+        // pre-exec hook: that keeps the spawn a vfork-like posix_spawn, where
+        // a fork would copy the node's page tables and stall its other
+        // threads. Another child spawned meanwhile may inherit the read end
+        // too, which is harmless: only write ends decide when a reader sees
+        // the end, and the jailer closes strays before the program starts.
+        if let Err(e) = nix::fcntl::fcntl(
+            &gate_read,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        ) {
+            cgroup.remove();
+            return Err(format!("passing the start gate: {e}"));
         }
-        // Spawned from a runtime worker, a thread that lives as long as the
-        // node: the jailer's parent-death signal follows its parent thread.
+        let spec_ms = t.elapsed().as_secs_f64() * 1000.0;
         let child = cmd.spawn();
         drop(gate_read);
+        tracing::debug!(
+            cgroup_ms,
+            spec_ms,
+            spawned_ms = t.elapsed().as_secs_f64() * 1000.0,
+            "sandbox prepared"
+        );
         let child = match child {
             Ok(c) => c,
             Err(e) => {
@@ -706,25 +721,6 @@ impl Jobs {
 
 fn limits_of(info: &JobInfo) -> &JobLimits {
     &info.limits
-}
-
-/// Where the jailer finds its start gate.
-const GATE_FD: i32 = 3;
-
-/// In the forked child, before exec: the gate's read end becomes
-/// descriptor [`GATE_FD`], inherited by the jailer.
-fn pass_gate(fd: i32) -> std::io::Result<()> {
-    // SAFETY: plain descriptor calls on descriptors this process owns.
-    let rc = if fd == GATE_FD {
-        // dup2 onto itself would keep close-on-exec set.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }
-    } else {
-        unsafe { libc::dup2(fd, GATE_FD) }
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// A jailer waiting at its start gate.
