@@ -66,6 +66,15 @@ for n in 1 2 3; do
 done
 REVOKE_MS=$(ms "$S")
 CAPBENCH=$("$W" bench cap --iterations 3000 --json)
+# Remote execution from node-1 onto node-2 (needs root, cgroups, and
+# wos-wasm next to wos for the WebAssembly figure).
+WASMDIR="$T/wasm"
+WASMARG=()
+if "$(dirname "$0")/../crates/wos-wasm/scripts/build-wasm-programs.sh" "$WASMDIR" >/dev/null 2>&1 \
+    && [ -x "$(dirname "$W")/wos-wasm" ]; then
+    WASMARG=(--wasm "$WASMDIR/hello.wasm")
+fi
+RUNBENCH=$("$W" bench run --on node-2 --runs 200 --jobs 400 --cli-runs 50 "${WASMARG[@]}" --json)
 
 L=$(leader "127.0.0.1:$PORT")
 case "$L" in node-1) OTHER="127.0.0.2:$PORT" ;; *) OTHER="127.0.0.1:$PORT" ;; esac
@@ -89,5 +98,9 @@ cat <<REPORT
 | SIGKILL to "dead" on another node | ${DEAD_MS} ms | goal < 10 s |
 | SIGKILL of the leader to a new leader seen by a survivor | ${ELECT_MS} ms | goal < 5 s |
 | \`wos cap revoke\` to refusal on all 3 nodes (CLI polling each) | ${REVOKE_MS} ms | goal < 5 s |
+| \`true\` on node-2 from node-1, API round trip | p50 $(py "$RUNBENCH" "round(d['api_round_trip_p50_ms'],2)") ms, p99 $(py "$RUNBENCH" "round(d['api_round_trip_p99_ms'],2)") ms | local fork+exec p50 $(py "$RUNBENCH" "round(d['local_fork_exec_p50_ms'],3)") ms (ratio $(py "$RUNBENCH" "round(d['ratio_to_local'],1)")); goal p50 < 10 ms |
+| \`wos run --on node-2 -- true\` as a new process | p50 $(py "$RUNBENCH" "round(d['cli_round_trip_p50_ms'],2)") ms, p99 $(py "$RUNBENCH" "round(d['cli_round_trip_p99_ms'],2)") ms | |
+| short jobs sustained by one node (8 in flight) | $(py "$RUNBENCH" "round(d['jobs_per_sec'])") jobs/s | local fork+exec $(py "$RUNBENCH" "round(d['local_fork_exec_per_sec'])")/s; goal >= 100/s |
+| WebAssembly hello, start to first output, warm node | p50 $(py "$RUNBENCH" "d['wasm_first_output_p50_ms'] and round(d['wasm_first_output_p50_ms'],2)") ms | goal < 5 ms |
 | capability check, 3-link delegated token, cached | $(py "$CAPBENCH" "round(d['cached_us_per_request'],1)") µs/request | full verification $(py "$CAPBENCH" "round(d['uncached_us_per_request'],1)") µs (ratio $(py "$CAPBENCH" "round(d['cached_ratio'],2)")); goal < 50 µs |
 REPORT
