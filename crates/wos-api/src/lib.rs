@@ -6,11 +6,13 @@
 //! depends on the node's internals (metadata, membership, Raft).
 
 mod client;
+pub mod fs;
 mod identity;
 pub mod jobs;
 mod types;
 
 pub use client::{ApiFailure, Client, ClientConfig, ErrorKind};
+pub use fs::{FsEntry, FsListing, FsOpRequest, FsckReport};
 pub use identity::{Identity, IdentityError, default_client_config_path, write_private_file};
 pub use jobs::{
     FrameDecoder, FrameKind, JobInfo, JobKind, JobLimits, JobState, JobUsage, RunRequest,

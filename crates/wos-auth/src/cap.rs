@@ -103,16 +103,16 @@ pub fn check_rights(rights: &[String]) -> Result<(), CapError> {
     Ok(())
 }
 
-/// Checks an object name: a kind (`cell`, `node:`, `principal:`, `kv:`) and
-/// no control characters.
+/// Checks an object name: a kind (`cell`, `node:`, `principal:`, `kv:`,
+/// `job:`, `fs:/PATH`) and no control characters.
 pub fn check_object(object: &str) -> Result<(), CapError> {
     let kind_ok = object == "cell"
-        || ["node:", "principal:", "kv:"]
+        || ["node:", "principal:", "kv:", "job:", "fs:/"]
             .iter()
             .any(|k| object.starts_with(k));
     if !kind_ok || object.len() > 1024 || object.chars().any(char::is_control) {
         return Err(CapError::Invalid(format!(
-            "invalid object {object:?}: use cell, node:NAME, principal:NAME or kv:PREFIX"
+            "invalid object {object:?}: use cell, node:NAME, principal:NAME, kv:PREFIX, job:ID or fs:/PATH"
         )));
     }
     Ok(())

@@ -128,6 +128,8 @@ pub enum Object {
     Kv(String),
     /// A job (read: see it and its output; write: signal it).
     Job(String),
+    /// A WebFS path (`/dir/file`); ACLs on a directory cover what is below.
+    Fs(String),
 }
 
 impl Object {
@@ -140,6 +142,7 @@ impl Object {
             Object::Principal(n) => format!("principal:{n}"),
             Object::Kv(k) => format!("kv:{k}"),
             Object::Job(j) => format!("job:{j}"),
+            Object::Fs(p) => format!("fs:{p}"),
         }
     }
 }
@@ -152,6 +155,7 @@ impl std::fmt::Display for Object {
             Object::Principal(n) => write!(f, "principal {n}"),
             Object::Kv(k) => write!(f, "key {k}"),
             Object::Job(j) => write!(f, "job {j}"),
+            Object::Fs(p) => write!(f, "path {p}"),
         }
     }
 }
@@ -181,6 +185,7 @@ pub fn parse_object(s: &str) -> Option<Object> {
         "principal" => Object::Principal(rest.into()),
         "kv" => Object::Kv(rest.into()),
         "job" => Object::Job(rest.into()),
+        "fs" => Object::Fs(rest.into()),
         _ => return None,
     })
 }
@@ -333,7 +338,10 @@ impl ReferenceMonitor {
             {
                 Decision::Allow
             }
-            (Action::Read | Action::Write | Action::Administer, Object::Kv(_) | Object::Job(_))
+            (
+                Action::Read | Action::Write | Action::Administer,
+                Object::Kv(_) | Object::Job(_) | Object::Fs(_),
+            )
             | (Action::Run, Object::Node(_))
                 if kind == PeerKind::User =>
             {

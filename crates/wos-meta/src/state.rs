@@ -56,6 +56,9 @@ pub struct CellState {
     pub job_keys: BTreeMap<String, String>,
     /// Ended jobs, oldest first, so that the history stays bounded.
     pub jobs_ended: VecDeque<String>,
+    /// The WebFS namespace: directories, files (versions as chunk lists),
+    /// symlinks.
+    pub fs: wos_fsmeta::FsState,
 }
 
 /// How many ended jobs the cell remembers.
@@ -145,6 +148,10 @@ pub enum Command {
         before_ms: u64,
         ended_ms: u64,
     },
+    /// A change to the WebFS namespace.
+    Fs {
+        op: wos_fsmeta::FsOp,
+    },
     /// No change: used to measure the log.
     Noop,
 }
@@ -166,6 +173,10 @@ pub enum Outcome {
     Job {
         job: Box<JobInfo>,
         existing: bool,
+    },
+    /// The answer to a namespace change (a refusal changed nothing).
+    Fs {
+        reply: Box<Result<wos_fsmeta::FsReply, wos_fsmeta::FsError>>,
     },
     /// The command was refused and changed nothing.
     Rejected {
@@ -315,6 +326,9 @@ impl CellState {
                 Outcome::Done
             }
             Command::JobStart { job, key } => self.job_start(job, key.as_deref()),
+            Command::Fs { op } => Outcome::Fs {
+                reply: Box::new(self.fs.apply(op)),
+            },
             Command::JobEnd {
                 id,
                 state,
@@ -455,6 +469,26 @@ fn reject(reason: Rejection) -> Outcome {
     Outcome::Rejected { reason }
 }
 
+/// Whether an ACL on `acl_object` applies to `object_id`: by name prefix,
+/// except that file system ACLs follow path components (an ACL on
+/// `fs:/proj` covers `/proj` and `/proj/x`, not `/project`).
+fn acl_covers(acl_object: &str, object_id: &str) -> bool {
+    match acl_object.strip_prefix("fs:") {
+        Some(dir) => {
+            let dir = dir.trim_end_matches('/');
+            let Some(path) = object_id.strip_prefix("fs:") else {
+                return false;
+            };
+            dir.is_empty()
+                || path == dir
+                || path
+                    .strip_prefix(dir)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        }
+        None => object_id.starts_with(acl_object),
+    }
+}
+
 impl wos_auth::cap::CapDirectory for CellState {
     fn is_revoked(&self, id_hex: &str) -> bool {
         self.revoked.contains(id_hex)
@@ -493,7 +527,7 @@ impl PrincipalDirectory for CellState {
         };
         self.acls
             .iter()
-            .filter(|(obj, _)| object_id.starts_with(obj.as_str()))
+            .filter(|(obj, _)| acl_covers(obj, object_id))
             .find(|(_, entries)| {
                 entries.iter().any(|(who, rights)| {
                     let applies = who == principal_id
@@ -587,6 +621,17 @@ mod tests {
             }
         );
         assert_eq!(s.nodes.len(), 2);
+    }
+
+    #[test]
+    fn file_system_acls_follow_path_components() {
+        assert!(acl_covers("fs:/proj", "fs:/proj"));
+        assert!(acl_covers("fs:/proj", "fs:/proj/a/b"));
+        assert!(acl_covers("fs:/proj/", "fs:/proj/a"));
+        assert!(!acl_covers("fs:/proj", "fs:/project"));
+        assert!(acl_covers("fs:/", "fs:/anything"));
+        assert!(!acl_covers("fs:/", "kv:x"));
+        assert!(acl_covers("kv:pro", "kv:project"));
     }
 
     #[test]

@@ -160,6 +160,7 @@ pub fn router(ctx: Arc<NodeCtx>) -> Router {
     public
         .merge(internal)
         .merge(crate::jobs_api::routes())
+        .merge(crate::fs_api::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(ctx.clone(), authorize))
         .with_state(ctx)
@@ -212,7 +213,16 @@ fn classify(method: &Method, path: &str) -> Option<(Action, Object)> {
         (Method::POST, ["v1", "jobs", id, "signal"]) => {
             (Action::Write, Object::Job(id.to_string()))
         }
+        (Method::GET | Method::HEAD, ["v1", "fs"]) => (Action::Read, Object::Fs("/".into())),
+        (Method::GET | Method::HEAD, ["v1", "fs", rest @ ..]) => {
+            (Action::Read, crate::fs_api::object_of(rest))
+        }
+        (Method::PUT | Method::DELETE | Method::POST, ["v1", "fs", rest @ ..]) => {
+            (Action::Write, crate::fs_api::object_of(rest))
+        }
+        (Method::GET, ["v1", "fsck"]) => (Action::Administer, Object::Cell),
         (Method::POST, ["internal", ..]) => (Action::NodeRpc, Object::Cell),
+        (Method::GET | Method::PUT, ["internal", "chunks", ..]) => (Action::NodeRpc, Object::Cell),
         _ => return None,
     })
 }

@@ -28,6 +28,8 @@ pub struct NodeCtx {
     pub http: reqwest::Client,
     pub started: Instant,
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// This node's WebFS chunks (`DATA/chunks`).
+    pub chunks: Arc<wos_blocks::ChunkStore>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 

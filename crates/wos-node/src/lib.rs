@@ -4,7 +4,8 @@
 //! ([`bootstrap`]), the HTTP router and its handlers ([`api`]), and the wiring
 //! of store, transport, metadata and membership into one process ([`run`]),
 //! and the jobs the node runs (`jobs`: admission, sandbox, output, ending;
-//! `jobs_api`: their endpoints and the relay between nodes).
+//! `jobs_api`: their endpoints and the relay between nodes), and WebFS
+//! (`fs_api`: the HTTP gateway, chunk replication, fsck and repair).
 //! The CLI in the `wos` crate calls into here; nothing else depends on this
 //! crate.
 
@@ -12,6 +13,7 @@ pub mod api;
 pub mod bootstrap;
 pub mod config;
 mod ctx;
+mod fs_api;
 mod jobs;
 mod jobs_api;
 mod run;

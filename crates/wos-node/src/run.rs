@@ -96,6 +96,10 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .ok();
+    let chunks = Arc::new(
+        wos_blocks::ChunkStore::open(&dir.path("chunks"))
+            .with_context(|| "opening the WebFS chunk store".to_string())?,
+    );
     let ctx = Arc::new(NodeCtx {
         cfg: cfg.clone(),
         data: dir,
@@ -110,6 +114,7 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
         http,
         started,
         jobs,
+        chunks,
         metrics,
     });
     let app = crate::api::router(ctx.clone());
@@ -164,6 +169,9 @@ async fn upkeep(ctx: Arc<NodeCtx>, mut stop: tokio::sync::watch::Receiver<bool>)
         }
         if ctx.meta.status().is_leader {
             mark_jobs_of_dead_nodes_lost(&ctx).await;
+            if rounds.is_multiple_of(6) {
+                crate::fs_api::repair(&ctx).await;
+            }
         }
         if rounds.is_multiple_of(120) {
             let known: std::collections::HashSet<String> =

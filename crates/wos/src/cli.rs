@@ -99,6 +99,9 @@ pub enum Cmd {
     },
     /// Wait for a job to end; exit with its exit code.
     Wait { job: String },
+    /// The cell's files (WebFS): ls, stat, cat, put, get, rm, mkdir, mv, fsck.
+    #[command(subcommand)]
+    Fs(crate::fs::FsCmd),
     /// Measure the cell.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -155,7 +158,7 @@ pub struct Narrowing {
 pub enum CapCmd {
     /// Mint a token for rights you hold; prints it alone on the last line.
     Mint {
-        /// cell, node:NAME, principal:NAME or kv:PREFIX.
+        /// cell, node:NAME, principal:NAME, kv:PREFIX, job:ID or fs:/PATH.
         #[arg(long)]
         object: String,
         /// Comma-separated: read, write, list, admin, run, signal, logs, run-on, drain.
@@ -380,6 +383,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Logs { follow, job } => crate::jobs::logs(&g, &job, follow).await,
         Cmd::Kill { signal, job } => crate::jobs::kill(&g, &job, &signal).await,
         Cmd::Wait { job } => crate::jobs::wait(&g, &job).await,
+        Cmd::Fs(c) => crate::fs::run(&g, c).await,
         Cmd::Bench(b) => bench::run(&g, b).await,
     }
 }

@@ -12,6 +12,7 @@ mod cap;
 mod cli;
 mod client;
 mod daemon;
+mod fs;
 mod jobs;
 
 use std::process::ExitCode;

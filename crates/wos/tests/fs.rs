@@ -1,0 +1,399 @@
+//! WebFS across a real cell: a file written through one node reads back
+//! byte-identical through every node (CLI and plain HTTP), replicas and
+//! repair after a crash, conditional writes racing, rights on directories,
+//! and bad input that changes nothing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use wos_api::{FsEntry, FsListing, FsckReport};
+use wos_testkit::{Cell, wait_for};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_wos"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed ({:?}): {}{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Deterministic bytes that do not repeat within a chunk.
+fn data(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2654435761).max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+fn write_local(cell: &Cell, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = cell.dir.path().join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn fsck(cell: &Cell, via: usize) -> FsckReport {
+    let out = cell.wos(via, &["fs", "fsck", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "fsck output: {e}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn a_file_written_on_one_node_reads_the_same_on_every_node() {
+    let cell = Cell::start(bin(), 3, 3).expect("cell starts");
+    let bytes = data(10 << 20 | 12345, 1);
+    let local = write_local(&cell, "big", &bytes);
+    ok(cell.wos(0, &["fs", "mkdir", "-p", "/proj/data"]));
+    let said = ok(cell.wos(0, &["fs", "put", local.to_str().unwrap(), "/proj/data/big"]));
+    assert!(said.contains("version 1"), "{said}");
+
+    for via in 0..3 {
+        let back = cell.dir.path().join(format!("back-{via}"));
+        ok(cell.wos(
+            via,
+            &["fs", "get", "/proj/data/big", back.to_str().unwrap()],
+        ));
+        assert!(
+            std::fs::read(&back).unwrap() == bytes,
+            "node {via} read other bytes"
+        );
+    }
+    // Plain HTTP on node 3: the bytes, a range, an ETag that saves a read.
+    let (cert, key, ca) = cell.pem_files(&cell.admin).unwrap();
+    let _ = (cert, key, ca);
+    let (code, body) = cell.curl(
+        2,
+        Some(&cell.admin),
+        "GET",
+        "/v1/fs/proj/data/big?stat=true",
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    let entry: FsEntry = serde_json::from_str(&body).unwrap();
+    assert_eq!(entry.size, bytes.len() as u64);
+    assert_eq!(entry.chunks, 3);
+    // A range across a chunk boundary (text, so that the harness's
+    // string of the body is exact).
+    let digits: Vec<u8> = (0..(5 << 20)).map(|i: u32| b'0' + (i % 10) as u8).collect();
+    let dl = write_local(&cell, "digits", &digits);
+    ok(cell.wos(0, &["fs", "put", dl.to_str().unwrap(), "/proj/digits"]));
+    let (code, body) = cell.curl(
+        2,
+        Some(&cell.admin),
+        "GET",
+        "/v1/fs/proj/digits",
+        &["-H", "Range: bytes=4194300-4194309"],
+    );
+    assert_eq!(code, 206);
+    assert_eq!(body.as_bytes(), &digits[4194300..4194310]);
+    ok(cell.wos(0, &["fs", "rm", "/proj/digits"]));
+    let etag = format!("If-None-Match: \"{}.{}\"", entry.ino, entry.version);
+    let (code, _) = cell.curl(
+        2,
+        Some(&cell.admin),
+        "GET",
+        "/v1/fs/proj/data/big",
+        &["-H", &etag],
+    );
+    assert_eq!(code, 304);
+    let (code, _) = cell.curl(
+        2,
+        Some(&cell.admin),
+        "GET",
+        "/v1/fs/proj/data/big",
+        &["-H", "Range: bytes=99999999-"],
+    );
+    assert_eq!(code, 416);
+
+    // Every chunk is on R = 3 nodes.
+    let report = fsck(&cell, 1);
+    assert!(report.healthy(), "{report:?}");
+    assert_eq!(report.chunks, 3);
+
+    // Listing, atomic rename, removal, via any node.
+    let listing: FsListing =
+        serde_json::from_slice(&cell.wos(1, &["fs", "ls", "/proj/data", "--json"]).stdout).unwrap();
+    assert_eq!(listing.entries.len(), 1);
+    ok(cell.wos(1, &["fs", "mv", "/proj/data/big", "/proj/big2"]));
+    let out = cell.wos(2, &["fs", "stat", "/proj/data/big"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let moved: FsEntry =
+        serde_json::from_slice(&cell.wos(2, &["fs", "stat", "/proj/big2", "--json"]).stdout)
+            .unwrap();
+    assert_eq!(moved.ino, entry.ino, "an object keeps its id when renamed");
+    let out = cell.wos(0, &["fs", "rm", "/proj"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "a non-empty directory stays: {}",
+        text(&out.stderr)
+    );
+    ok(cell.wos(0, &["fs", "rm", "/proj/big2"]));
+    ok(cell.wos(0, &["fs", "rm", "/proj/data"]));
+    // wos://CELL/path names the same file; another cell's name is refused.
+    ok(cell.wos(0, &["fs", "put", local.to_str().unwrap(), "/x"]));
+    let status = cell.status(0).unwrap();
+    ok(cell.wos(1, &["fs", "stat", &format!("wos://{}/x", status.cell)]));
+    let out = cell.wos(1, &["fs", "stat", "wos://other.cell/x"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not other.cell"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn racing_conditional_writes_one_wins_and_nothing_is_torn() {
+    let cell = Cell::start(bin(), 3, 3).expect("cell starts");
+    let v1 = write_local(&cell, "v1", &data(5 << 20, 1));
+    ok(cell.wos(0, &["fs", "put", v1.to_str().unwrap(), "/f"]));
+    let a = data(5 << 20, 2);
+    let b = data(5 << 20, 3);
+    let pa = write_local(&cell, "a", &a);
+    let pb = write_local(&cell, "b", &b);
+    let mut ca = cell
+        .wos_command(
+            0,
+            &cell.admin,
+            &["fs", "put", pa.to_str().unwrap(), "/f", "--if-version", "1"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cb = cell
+        .wos_command(
+            1,
+            &cell.admin,
+            &["fs", "put", pb.to_str().unwrap(), "/f", "--if-version", "1"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A reader meanwhile only ever sees one whole version.
+    let v1_bytes = std::fs::read(&v1).unwrap();
+    for i in 0..5 {
+        let back = cell.dir.path().join(format!("during-{i}"));
+        ok(cell.wos(2, &["fs", "get", "/f", back.to_str().unwrap()]));
+        let got = std::fs::read(&back).unwrap();
+        assert!(got == v1_bytes || got == a || got == b, "a torn read");
+    }
+    let ra = ca.wait().unwrap();
+    let rb = cb.wait().unwrap();
+    let mut err = String::new();
+    use std::io::Read;
+    let (mut ea, mut eb) = (String::new(), String::new());
+    ca.stderr.take().unwrap().read_to_string(&mut ea).unwrap();
+    cb.stderr.take().unwrap().read_to_string(&mut eb).unwrap();
+    err.push_str(&ea);
+    err.push_str(&eb);
+    assert_eq!(
+        [ra.success(), rb.success()].iter().filter(|s| **s).count(),
+        1,
+        "exactly one writer wins: {err}"
+    );
+    let loser = if ra.success() { rb } else { ra };
+    assert_eq!(loser.code(), Some(5), "{err}");
+    assert!(err.contains("someone else committed first"), "{err}");
+    let back = cell.dir.path().join("after");
+    ok(cell.wos(2, &["fs", "get", "/f", back.to_str().unwrap()]));
+    let got = std::fs::read(&back).unwrap();
+    assert!(got == a || got == b);
+    let e: FsEntry =
+        serde_json::from_slice(&cell.wos(2, &["fs", "stat", "/f", "--json"]).stdout).unwrap();
+    assert_eq!(e.version, 2);
+    // A conditional write on a missing file changes nothing.
+    let out = cell.wos(
+        0,
+        &[
+            "fs",
+            "put",
+            pa.to_str().unwrap(),
+            "/nope",
+            "--if-version",
+            "3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(cell.wos(0, &["fs", "stat", "/nope"]).status.code(), Some(4));
+}
+
+#[test]
+fn acknowledged_writes_survive_a_crash_and_repair_restores_replicas() {
+    let mut cell = Cell::start(bin(), 4, 3).expect("cell starts");
+    let mut files = vec![];
+    for i in 0..4 {
+        let bytes = data((3 << 20) + i * 1000, 10 + i as u32);
+        let p = write_local(&cell, &format!("f{i}"), &bytes);
+        ok(cell.wos(0, &["fs", "put", p.to_str().unwrap(), &format!("/f{i}")]));
+        files.push(bytes);
+    }
+    // Node 4 (a worker) holds replicas of some chunks: kill it while
+    // writing more.
+    let victim = 3;
+    cell.crash(victim);
+    for i in 4..6 {
+        let bytes = data(1 << 20, 20 + i as u32);
+        let p = write_local(&cell, &format!("f{i}"), &bytes);
+        // Written while the dead node may still be thought alive: retried
+        // chunk stores move on to the next node.
+        ok(cell.wos(1, &["fs", "put", p.to_str().unwrap(), &format!("/f{i}")]));
+        files.push(bytes);
+    }
+    for (i, bytes) in files.iter().enumerate() {
+        let back = cell.dir.path().join(format!("back{i}"));
+        ok(cell.wos(2, &["fs", "get", &format!("/f{i}"), back.to_str().unwrap()]));
+        assert!(&std::fs::read(&back).unwrap() == bytes, "file {i} changed");
+    }
+    // Once membership declares the node dead, repair brings every chunk
+    // back to R = 3 on the three live nodes.
+    let report = wait_for(Duration::from_secs(60), || {
+        let r = fsck(&cell, 0);
+        (r.healthy() && r.nodes_asked.len() == 3 && r.nodes_unreachable.is_empty()).then_some(r)
+    })
+    .unwrap_or_else(|| panic!("fsck never healthy: {:?}\n{}", fsck(&cell, 0), cell.logs()));
+    assert_eq!(report.files, 6);
+}
+
+#[test]
+fn rights_on_directories_hold_on_every_path() {
+    let cell = Cell::start(bin(), 2, 2).expect("cell starts");
+    let bob = cell.dir.path().join("bob.identity");
+    ok(cell.wos(0, &["user", "add", "bob", "--out", bob.to_str().unwrap()]));
+    let secret = write_local(&cell, "s", b"secret");
+    ok(cell.wos(0, &["fs", "mkdir", "-p", "/private"]));
+    ok(cell.wos(0, &["fs", "put", secret.to_str().unwrap(), "/private/s"]));
+    for args in [
+        vec!["fs", "ls", "/private"],
+        vec!["fs", "cat", "/private/s"],
+        vec!["fs", "put", secret.to_str().unwrap(), "/private/t"],
+        vec!["fs", "rm", "/private/s"],
+    ] {
+        let out = cell.wos_as(1, &bob, &args);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stderr).contains("lacks"), "{}", text(&out.stderr));
+    }
+    let (code, _) = cell.curl(1, Some(&bob), "GET", "/v1/fs/private/s", &[]);
+    assert_eq!(code, 403);
+    let (code, _) = cell.curl(
+        1,
+        Some(&bob),
+        "PUT",
+        "/v1/fs/private/t",
+        &["--data-binary", "x"],
+    );
+    assert_eq!(code, 403);
+    // Read granted on the directory: reads, still no writes, and not the
+    // neighbour whose name shares a prefix.
+    ok(cell.wos(0, &["acl", "set", "fs:/private", "bob", "read"]));
+    ok(cell.wos(0, &["fs", "mkdir", "/privateer"]));
+    assert_eq!(
+        ok(cell.wos_as(1, &bob, &["fs", "cat", "/private/s"])),
+        "secret"
+    );
+    let out = cell.wos_as(
+        1,
+        &bob,
+        &["fs", "put", secret.to_str().unwrap(), "/private/t"],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        cell.wos_as(1, &bob, &["fs", "ls", "/privateer"])
+            .status
+            .code(),
+        Some(3)
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let cell = Cell::start(bin(), 2, 2).expect("cell starts");
+    ok(cell.wos(0, &["fs", "mkdir", "/d"]));
+    let before = ok(cell.wos(0, &["fs", "ls", "/", "--json"]));
+    for (path, why) in [
+        ("/v1/fs/d/..%2F..%2Fetc", "'..'"),
+        ("/v1/fs/d/%2E%2E/x", "'..'"),
+        ("/v1/fs/d/a%00b", "NUL"),
+    ] {
+        let (code, body) = cell.curl(
+            0,
+            None.or(Some(&cell.admin)),
+            "PUT",
+            path,
+            &["--data-binary", "x"],
+        );
+        assert_eq!(code, 400, "{path}: {body}");
+        assert!(
+            body.contains(why) || body.contains("may not") || body.contains("invalid"),
+            "{path}: {body}"
+        );
+    }
+    let long = "n".repeat(300);
+    let (code, body) = cell.curl(
+        0,
+        Some(&cell.admin),
+        "PUT",
+        &format!("/v1/fs/d/{long}"),
+        &["--data-binary", "x"],
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("255"), "{body}");
+    let (code, _) = cell.curl(
+        0,
+        Some(&cell.admin),
+        "PUT",
+        "/v1/fs/missing/dir/f",
+        &["--data-binary", "x"],
+    );
+    assert_eq!(code, 404);
+
+    // An upload cut off midway (the client dies) commits nothing.
+    let mut child = cell
+        .wos_command(0, &cell.admin, &["fs", "put", "-", "/d/cut"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&data(6 << 20, 9)).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    let _ = child.wait();
+    drop(stdin);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        cell.wos(0, &["fs", "stat", "/d/cut"]).status.code(),
+        Some(4)
+    );
+    assert_eq!(ok(cell.wos(0, &["fs", "ls", "/", "--json"])), before);
+}
