@@ -177,6 +177,7 @@ async fn upkeep(ctx: Arc<NodeCtx>, mut stop: tokio::sync::watch::Receiver<bool>)
             let known: std::collections::HashSet<String> =
                 ctx.meta.read(|s| s.jobs.keys().cloned().collect());
             ctx.jobs.collect_garbage(&|id| known.contains(id));
+            collect_chunks(&ctx).await;
         }
     }
 }
@@ -229,6 +230,41 @@ async fn mark_jobs_of_dead_nodes_lost(ctx: &NodeCtx) {
         if let Err(e) = ctx.meta.write(cmd).await {
             tracing::debug!("marking jobs lost: {e}");
         }
+    }
+}
+
+/// How old an unreferenced chunk must be before it is collected: longer than
+/// any upload takes between storing its first chunk and committing.
+const CHUNK_GC_MIN_AGE: Duration = Duration::from_secs(3600);
+
+/// Deletes this node's chunks that no file version refers to (as this
+/// node's replica of the namespace says), once they are old enough that no
+/// upload in progress can still commit them.
+async fn collect_chunks(ctx: &NodeCtx) {
+    // Judge by an up-to-date replica, never by one that is catching up.
+    if ctx.meta.linearizable().await.is_err() {
+        return;
+    }
+    let live: std::collections::BTreeSet<[u8; 32]> =
+        ctx.meta.read(|s| s.fs.all_chunks().into_keys().collect());
+    let store = ctx.chunks.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        store.collect(
+            &|id: &wos_blocks::ChunkId| live.contains(&id.0),
+            CHUNK_GC_MIN_AGE,
+        )
+    })
+    .await;
+    match report {
+        Ok(Ok(r)) if r.deleted > 0 => {
+            tracing::info!(
+                deleted = r.deleted,
+                bytes = r.deleted_bytes,
+                "collected unreferenced chunks"
+            )
+        }
+        Ok(Err(e)) => tracing::warn!("collecting chunks: {e}"),
+        _ => {}
     }
 }
 
