@@ -397,3 +397,93 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     );
     assert_eq!(ok(cell.wos(0, &["fs", "ls", "/", "--json"])), before);
 }
+
+/// Peak resident set (VmHWM) and current (VmRSS) of a process, KiB.
+fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+/// Runs a CLI command to its end, sampling its resident memory; returns the
+/// largest sample (KiB).
+fn run_sampling(cell: &Cell, via: usize, args: &[&str]) -> u64 {
+    let mut child = cell
+        .wos_command(via, &cell.admin, args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    // `nsenter` execs wos, so the child's pid is the CLI's.
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Some((_, rss)) = memory_kib(child.id()) {
+            peak = peak.max(rss);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            assert!(status.success(), "wos {args:?}: {err}");
+            return peak;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "wos {args:?} took over 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn hash_file(path: &Path) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(path).unwrap()).unwrap();
+    h.finalize()
+}
+
+#[test]
+fn a_2_gib_file_round_trips_and_no_memory_grows_with_it() {
+    let cell = Cell::start(bin(), 3, 3).expect("cell starts");
+    let big = cell.dir.path().join("big");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+        for block in 0..256u32 {
+            f.write_all(&data(8 << 20, block + 1)).unwrap();
+        }
+    }
+    let sent = hash_file(&big);
+    let nodes_before: Vec<u64> = (0..3)
+        .map(|i| memory_kib(cell.pid(i).unwrap().as_raw() as u32).unwrap().1)
+        .collect();
+    let put_peak = run_sampling(&cell, 0, &["fs", "put", big.to_str().unwrap(), "/big"]);
+    std::fs::remove_file(&big).unwrap();
+    let back = cell.dir.path().join("back");
+    let get_peak = run_sampling(&cell, 1, &["fs", "get", "/big", back.to_str().unwrap()]);
+    assert_eq!(hash_file(&back), sent, "the 2 GiB file came back different");
+    std::fs::remove_file(&back).unwrap();
+    eprintln!("CLI resident memory: put {put_peak} KiB, get {get_peak} KiB");
+    assert!(put_peak < 200 << 10, "wos fs put held {put_peak} KiB");
+    assert!(get_peak < 200 << 10, "wos fs get held {get_peak} KiB");
+    for (i, before) in nodes_before.iter().enumerate() {
+        let (peak, _) = memory_kib(cell.pid(i).unwrap().as_raw() as u32).unwrap();
+        eprintln!("node {i}: {before} KiB before, peak {peak} KiB");
+        assert!(
+            peak < before + (256 << 10),
+            "node {i} grew from {before} KiB to a peak of {peak} KiB for a 2 GiB file"
+        );
+    }
+}
