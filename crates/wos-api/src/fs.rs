@@ -56,6 +56,11 @@ pub enum FsOpRequest {
     Chmod {
         mode: u32,
     },
+    /// Set how many nodes hold each chunk of files below this directory
+    /// (none: inherit from the parent; the cell's default is 3).
+    Replicas {
+        replicas: Option<u8>,
+    },
 }
 
 /// `GET /v1/fsck`: every chunk the namespace refers to, against the copies

@@ -690,6 +690,22 @@ async fn fs_post(
             };
             apply(&ctx, op).await?.inode
         }
+        FsOpRequest::Replicas { replicas } => {
+            if replicas == Some(0) {
+                return Err(ApiError::bad("replicas must be at least 1"));
+            }
+            let ino = resolve_ino(&ctx, &path)?;
+            apply(
+                &ctx,
+                FsOp::SetReplicas {
+                    ino,
+                    replicas,
+                    now_ms,
+                },
+            )
+            .await?
+            .inode
+        }
         FsOpRequest::Chmod { mode } => {
             let ino = resolve_ino(&ctx, &path)?;
             let op = FsOp::SetAttr {

@@ -53,6 +53,9 @@ pub enum FsCmd {
     },
     /// Download PATH to LOCAL (`-`: stdout).
     Get { path: String, local: String },
+    /// Set how many nodes keep each chunk of the files below a directory
+    /// (`inherit`: the parent's setting).
+    Replicas { path: String, replicas: String },
     /// Check that every chunk has its replica count (exit 1 if not).
     Fsck {
         #[arg(long)]
@@ -92,6 +95,15 @@ pub async fn run(g: &Global, cmd: FsCmd) -> anyhow::Result<()> {
             json,
         } => put(&client, &local, &path, if_version, json).await,
         FsCmd::Get { path, local } => get(&client, &path, &local).await,
+        FsCmd::Replicas { path, replicas } => {
+            let replicas = match replicas.as_str() {
+                "inherit" => None,
+                n => Some(n.parse::<u8>().map_err(|_| {
+                    anyhow!("replicas {n:?}: give a number from 1 to 255, or inherit")
+                })?),
+            };
+            op(&client, &path, &FsOpRequest::Replicas { replicas }).await
+        }
         FsCmd::Fsck { json } => fsck(&client, json).await,
     }
 }

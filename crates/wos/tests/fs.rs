@@ -132,6 +132,20 @@ fn a_file_written_on_one_node_reads_the_same_on_every_node() {
     assert!(report.healthy(), "{report:?}");
     assert_eq!(report.chunks, 3);
 
+    // R per directory: fewer copies below /proj/two, still healthy.
+    ok(cell.wos(0, &["fs", "mkdir", "/proj/two"]));
+    ok(cell.wos(0, &["fs", "replicas", "/proj/two", "2"]));
+    assert_eq!(
+        cell.wos(0, &["fs", "replicas", "/proj/two", "0"])
+            .status
+            .code(),
+        Some(1)
+    );
+    ok(cell.wos(1, &["fs", "put", local.to_str().unwrap(), "/proj/two/f"]));
+    assert!(fsck(&cell, 2).healthy());
+    ok(cell.wos(1, &["fs", "rm", "/proj/two/f"]));
+    ok(cell.wos(1, &["fs", "rm", "/proj/two"]));
+
     // Listing, atomic rename, removal, via any node.
     let listing: FsListing =
         serde_json::from_slice(&cell.wos(1, &["fs", "ls", "/proj/data", "--json"]).stdout).unwrap();
