@@ -255,7 +255,7 @@ async fn authorize(State(ctx): Ctx, mut req: Request, next: Next) -> Response {
     };
     // Audited: every decision on data, every capability use, everything
     // privileged, every denial; not status polling or node-to-node traffic.
-    let on_data = matches!(object, Object::Kv(_));
+    let on_data = matches!(object, Object::Kv(_) | Object::Fs(_));
     let audited = action.privileged() || on_data || bearer.is_some() || decision != Decision::Allow;
     if audited && !deferred {
         audit_decision(&ctx, &who, action, &object, &decision, reason);
