@@ -33,6 +33,11 @@ use crate::now_millis;
 
 type Ctx = State<Arc<NodeCtx>>;
 
+/// Chunks a read fetches ahead of the one it sends.
+const READ_AHEAD: usize = 3;
+/// Chunks an upload replicates while it receives the next.
+const WRITE_BEHIND: usize = 3;
+
 pub fn routes() -> Router<Arc<NodeCtx>> {
     Router::new()
         .route(
@@ -233,27 +238,34 @@ fn serve_file(
     let chunks = chunks.to_vec();
     let ctx2 = ctx.clone();
     tokio::spawn(async move {
+        // The chunks the range touches, with the part of each to send.
         let mut offset = 0u64;
+        let mut wanted = vec![];
         for c in chunks {
             let (c_start, c_end) = (offset, offset + c.len as u64);
             offset = c_end;
-            if c_end <= start || c_start >= end {
-                continue;
+            if c_end > start && c_start < end {
+                let from = start.saturating_sub(c_start) as usize;
+                let to = (end.min(c_end) - c_start) as usize;
+                wanted.push((ChunkId(c.id), from, to));
             }
-            let data = match fetch_chunk(&ctx2, &ChunkId(c.id)).await {
-                Ok(d) => d,
-                Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::other(e.message))).await;
-                    return;
-                }
-            };
-            let from = start.saturating_sub(c_start) as usize;
-            let to = (end.min(c_end) - c_start) as usize;
-            if tx
-                .send(Ok(Bytes::from(data).slice(from..to)))
-                .await
-                .is_err()
-            {
+        }
+        // A few chunks are fetched ahead of the one being sent, so that
+        // the network and the disks of several nodes work at once; memory
+        // stays bounded by READ_AHEAD chunks.
+        let ctx3 = ctx2.clone();
+        let mut fetched = futures::stream::iter(wanted)
+            .map(move |(id, from, to)| {
+                let ctx = ctx3.clone();
+                async move { fetch_chunk(&ctx, &id).await.map(|d| (d, from, to)) }
+            })
+            .buffered(READ_AHEAD);
+        while let Some(next) = fetched.next().await {
+            let item = next
+                .map(|(data, from, to)| Bytes::from(data).slice(from..to))
+                .map_err(|e| std::io::Error::other(e.message));
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
                 return;
             }
         }
@@ -587,13 +599,20 @@ async fn fs_put(
         .into_response())
 }
 
-/// Cuts the body into chunks and stores each on `r` nodes as it arrives
-/// (one chunk in memory at a time).
-async fn store_body(ctx: &NodeCtx, body: Body, r: usize) -> Result<(u64, Vec<ChunkRef>), ApiError> {
+/// Cuts the body into chunks and stores each on `r` nodes as it arrives;
+/// up to [`WRITE_BEHIND`] chunks replicate (as tasks) while the next one is
+/// received, so memory stays bounded by a few chunks.
+async fn store_body(
+    ctx: &Arc<NodeCtx>,
+    body: Body,
+    r: usize,
+) -> Result<(u64, Vec<ChunkRef>), ApiError> {
     let mut stream = body.into_data_stream();
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE);
     let mut chunks = vec![];
     let mut size = 0u64;
+    // Chunks being replicated while the next ones arrive, in order.
+    let mut pending = futures::stream::FuturesOrdered::new();
     loop {
         match stream.next().await {
             Some(Ok(bytes)) => {
@@ -603,8 +622,18 @@ async fn store_body(ctx: &NodeCtx, body: Body, r: usize) -> Result<(u64, Vec<Chu
                     buf.extend_from_slice(&rest[..take]);
                     rest = &rest[take..];
                     if buf.len() == CHUNK_SIZE {
-                        chunks.push(flush(ctx, &mut buf, r).await?);
                         size += CHUNK_SIZE as u64;
+                        pending.push_back(tokio::spawn(flush(
+                            ctx.clone(),
+                            std::mem::take(&mut buf),
+                            r,
+                        )));
+                        buf.reserve(CHUNK_SIZE);
+                        if pending.len() >= WRITE_BEHIND
+                            && let Some(done) = pending.next().await
+                        {
+                            chunks.push(done.map_err(crate::api::internal)??);
+                        }
                     }
                 }
             }
@@ -618,16 +647,19 @@ async fn store_body(ctx: &NodeCtx, body: Body, r: usize) -> Result<(u64, Vec<Chu
     }
     if !buf.is_empty() {
         size += buf.len() as u64;
-        chunks.push(flush(ctx, &mut buf, r).await?);
+        pending.push_back(tokio::spawn(flush(ctx.clone(), buf, r)));
+    }
+    while let Some(done) = pending.next().await {
+        chunks.push(done.map_err(crate::api::internal)??);
     }
     Ok((size, chunks))
 }
 
-async fn flush(ctx: &NodeCtx, buf: &mut Vec<u8>, r: usize) -> Result<ChunkRef, ApiError> {
-    let data = Bytes::from(std::mem::replace(buf, Vec::with_capacity(CHUNK_SIZE)));
+async fn flush(ctx: Arc<NodeCtx>, buf: Vec<u8>, r: usize) -> Result<ChunkRef, ApiError> {
+    let data = Bytes::from(buf);
     let id = ChunkId::of(&data);
     let len = data.len() as u32;
-    replicate(ctx, &id, data, r).await?;
+    replicate(&ctx, &id, data, r).await?;
     Ok(ChunkRef { id: id.0, len })
 }
 
