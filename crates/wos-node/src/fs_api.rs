@@ -507,7 +507,31 @@ async fn fs_put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let path = full_path(&path)?;
+    let mut body = Some(body);
+    let result = put_file(&ctx, &who, &path, q, &headers, &mut body).await;
+    let failed = result.is_err();
+    if let (true, Some(unread)) = (failed, body.take()) {
+        // Read (bounded) what the client already sent before refusing: an
+        // HTTP/2 answer to an unread request makes some clients (curl 7.x)
+        // report a framing error instead of the message.
+        let _ = tokio::time::timeout(
+            Duration::from_millis(200),
+            axum::body::to_bytes(unread, 1 << 20),
+        )
+        .await;
+    }
+    result
+}
+
+async fn put_file(
+    ctx: &Arc<NodeCtx>,
+    who: &Principal,
+    path: &str,
+    q: PutQuery,
+    headers: &HeaderMap,
+    body: &mut Option<Body>,
+) -> Result<Response, ApiError> {
+    let path = full_path(path)?;
     let (parent_path, name) = split(&path)?;
     let expected = if_version(&headers)?;
     let exclusive = headers
@@ -560,7 +584,8 @@ async fn fs_put(
         ));
     }
     let r = ctx.meta.read(|s| s.fs.replicas_for(parent.ino)) as usize;
-    let (size, chunks) = store_body(&ctx, body, r).await?;
+    let body = body.take().expect("the body is read once");
+    let (size, chunks) = store_body(ctx, body, r).await?;
     let ino = match existing {
         Some(e) => e.ino,
         None => {

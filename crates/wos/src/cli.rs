@@ -102,6 +102,9 @@ pub enum Cmd {
     /// The cell's files (WebFS): ls, stat, cat, put, get, rm, mkdir, mv, fsck.
     #[command(subcommand)]
     Fs(crate::fs::FsCmd),
+    /// Mount the cell's files (WebFS) at MOUNTPOINT with FUSE, until
+    /// unmounted (umount, fusermount3 -u, Ctrl-C).
+    Mount(crate::mount::MountArgs),
     /// Measure the cell.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -384,6 +387,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Kill { signal, job } => crate::jobs::kill(&g, &job, &signal).await,
         Cmd::Wait { job } => crate::jobs::wait(&g, &job).await,
         Cmd::Fs(c) => crate::fs::run(&g, c).await,
+        Cmd::Mount(a) => crate::mount::run(&g, a).await,
         Cmd::Bench(b) => bench::run(&g, b).await,
     }
 }

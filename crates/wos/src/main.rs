@@ -14,6 +14,7 @@ mod client;
 mod daemon;
 mod fs;
 mod jobs;
+mod mount;
 
 use std::process::ExitCode;
 

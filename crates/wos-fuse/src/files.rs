@@ -1,0 +1,484 @@
+//! Open files: reads (ranges, with read-ahead), writes (to a spool), and
+//! the upload that makes them a new version when the file is closed.
+
+use std::ffi::OsStr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use fuser::{Errno, FileAttr};
+use tracing::{error, warn};
+use wos_api::{ApiFailure, FsEntry};
+
+use crate::errno::io_errno;
+use crate::fs::{Handle, WosFs, lock};
+use crate::nodes::Kind;
+use crate::remote::Tag;
+use crate::spool::{OpenFile, OpenState, Spool};
+
+/// WebFS's chunk size. The gateway reads whole chunks to answer a range,
+/// so sequential read-ahead stops at the end of the chunk being read.
+const CHUNK: u64 = 4 << 20;
+
+/// The least a non-sequential read fetches.
+const MIN_FETCH: u64 = 128 << 10;
+
+/// Reads this close to where the last one ended count as sequential (the
+/// kernel's read-ahead requests may arrive slightly out of order).
+const SEQUENTIAL_SLACK: u64 = 1 << 20;
+
+/// One open file handle.
+pub(crate) struct FileState {
+    pub ino: u64,
+    writable: bool,
+    append: bool,
+    /// The version this handle opened: reads from the cell must see it.
+    tag: Tag,
+    /// That version's length.
+    size: u64,
+    open: Arc<OpenFile>,
+    ahead: Mutex<ReadAhead>,
+}
+
+/// The last range fetched from the cell for one handle.
+#[derive(Default)]
+struct ReadAhead {
+    start: u64,
+    data: Bytes,
+    last_end: u64,
+}
+
+impl ReadAhead {
+    fn covers(&self, start: u64, end: u64) -> bool {
+        start >= self.start && end <= self.start + self.data.len() as u64
+    }
+
+    /// Where a fetch starting at `start` that must reach `end` stops.
+    fn fetch_end(&self, start: u64, end: u64, len: u64) -> u64 {
+        let sequential = start.abs_diff(self.last_end) <= SEQUENTIAL_SLACK;
+        let want = if sequential {
+            (start / CHUNK + 1) * CHUNK
+        } else {
+            start + MIN_FETCH
+        };
+        want.max(end).min(len)
+    }
+
+    fn slice(&self, start: u64, end: u64) -> Bytes {
+        let len = self.data.len();
+        let a = ((start - self.start) as usize).min(len);
+        let b = ((end - self.start) as usize).min(len);
+        self.data.slice(a..b)
+    }
+}
+
+impl WosFs {
+    pub(crate) fn do_open(&self, ino: u64, flags: i32) -> Result<u64, Errno> {
+        // Close-to-open: every open sees the latest committed version.
+        let e = self.stat_ino(ino)?;
+        if Kind::of(&e) == Kind::Dir {
+            return Err(Errno::EISDIR);
+        }
+        self.open_entry(&e, flags, false)
+    }
+
+    /// create(2): a new empty file, or (without O_EXCL) the one there.
+    pub(crate) fn do_create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> Result<(FileAttr, u64), Errno> {
+        let (path, _) = self.child_path(parent, name)?;
+        // The file exists (empty) from now on, for everyone: an open file
+        // has a name, and the data follows at close.
+        let (e, created) = match self.remote.create(&path, mode & 0o7777) {
+            Ok(e) => (e, true),
+            Err(f) if f.status == Some(412) && flags & libc::O_EXCL == 0 => {
+                // Created meanwhile by someone else: open that one.
+                let e = self
+                    .remote
+                    .stat(&path)
+                    .map_err(|f| self.fail("open", &path, &f))?;
+                (e, false)
+            }
+            Err(f) => return Err(self.fail("create", &path, &f)),
+        };
+        if Kind::of(&e) == Kind::Dir {
+            return Err(Errno::EISDIR);
+        }
+        self.cache_put(parent, &e);
+        let fh = self.open_entry(&e, flags, created)?;
+        Ok((self.hand_out(parent, &e), fh))
+    }
+
+    /// A handle on version `e` of a file; `created`: it is new and empty.
+    fn open_entry(&self, e: &FsEntry, flags: i32, created: bool) -> Result<u64, Errno> {
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let truncate = writable && flags & libc::O_TRUNC != 0;
+        let open = self.attach(e.ino, writable);
+        if writable && (created || truncate) {
+            let mut st = open.lock();
+            // A new file is empty on the cell already: nothing to upload yet.
+            let r = self.start_empty(&mut st, truncate && !created);
+            open.publish(&st);
+            drop(st);
+            if let Err(err) = r {
+                self.detach(e.ino, &open, writable, false);
+                return Err(err);
+            }
+        }
+        let state = FileState {
+            ino: e.ino,
+            writable,
+            append: flags & libc::O_APPEND != 0,
+            tag: Tag::of(e),
+            size: e.size,
+            open,
+            ahead: Mutex::default(),
+        };
+        Ok(self.new_fh(Handle::File(Arc::new(state))))
+    }
+
+    /// An empty spool: nothing to download for a new file, nor for one
+    /// opened with O_TRUNC (whose truncation is itself a change to upload).
+    fn start_empty(&self, st: &mut OpenState, truncate: bool) -> Result<(), Errno> {
+        if st.spool.is_none() {
+            st.spool = Some(Spool::new_in(self.spools.path()).map_err(|e| io_errno(&e))?);
+        }
+        if truncate && let Some(spool) = st.spool.as_mut() {
+            spool.set_len(0).map_err(|e| io_errno(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Counts a new handle on `ino`'s shared state.
+    fn attach(&self, ino: u64, writable: bool) -> Arc<OpenFile> {
+        loop {
+            let open = lock(&self.open_files)
+                .entry(ino)
+                .or_insert_with(|| Arc::new(OpenFile::new()))
+                .clone();
+            let mut st = open.lock();
+            if st.removed {
+                // Its last handle closed while we waited: make a new one.
+                continue;
+            }
+            st.handles += 1;
+            if writable {
+                st.writers += 1;
+            }
+            drop(st);
+            return open;
+        }
+    }
+
+    /// Counts a handle out; the last one drops the spool. `unsaved`: the
+    /// handle's changes could not be uploaded, so its last writer keeps the
+    /// spool where the user can find it.
+    fn detach(&self, ino: u64, open: &Arc<OpenFile>, writable: bool, unsaved: bool) {
+        let mut st = open.lock();
+        st.handles = st.handles.saturating_sub(1);
+        if writable {
+            st.writers = st.writers.saturating_sub(1);
+        }
+        if unsaved
+            && st.writers == 0
+            && let Some(spool) = st.spool.take()
+        {
+            self.keep_unsaved(ino, spool);
+        }
+        if st.handles == 0 {
+            st.removed = true;
+            st.spool = None;
+            let mut map = lock(&self.open_files);
+            if map.get(&ino).is_some_and(|o| Arc::ptr_eq(o, open)) {
+                map.remove(&ino);
+            }
+        }
+        open.publish(&st);
+    }
+
+    fn keep_unsaved(&self, ino: u64, spool: Spool) {
+        let (name, path) = {
+            let nodes = lock(&self.nodes);
+            let name = nodes.get(ino).map(|n| n.name.clone()).unwrap_or_default();
+            (
+                name,
+                nodes.path(ino).unwrap_or_else(|_| format!("inode {ino}")),
+            )
+        };
+        match spool.keep(self.spools.keep_dir(), ino, &name) {
+            Ok(kept) => error!(
+                "the changes to {path} could not be written to the cell; they are in {} \
+                 (copy them back with `wos fs put`)",
+                kept.display()
+            ),
+            Err(e) => {
+                error!("the changes to {path} could not be written to the cell, nor kept: {e}")
+            }
+        }
+    }
+
+    fn file_handle(&self, fh: u64) -> Result<Arc<FileState>, Errno> {
+        match lock(&self.handles).get(&fh) {
+            Some(Handle::File(f)) => Ok(f.clone()),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    pub(crate) fn do_read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, Errno> {
+        let h = self.file_handle(fh)?;
+        if h.open.spool_len().is_some() {
+            // This mount has a copy (being written): reads see its writes.
+            let st = h.open.lock();
+            if let Some(spool) = &st.spool {
+                return spool
+                    .read_at(offset, size)
+                    .map(Bytes::from)
+                    .map_err(|e| io_errno(&e));
+            }
+        }
+        self.read_remote(&h, offset, size)
+    }
+
+    fn read_remote(&self, h: &FileState, offset: u64, size: u32) -> Result<Bytes, Errno> {
+        if offset >= h.size {
+            return Ok(Bytes::new());
+        }
+        let end = h.size.min(offset + u64::from(size));
+        let mut ahead = lock(&h.ahead);
+        if !ahead.covers(offset, end) {
+            let fetch_end = ahead.fetch_end(offset, end, h.size);
+            let path = self.path_of(h.ino)?;
+            let got = self
+                .remote
+                .read_range(&path, offset, fetch_end)
+                .map_err(|f| self.fail("read", &path, &f))?;
+            if got.tag != Some(h.tag) {
+                // Never a mix of two versions: the handle fails instead.
+                warn!(
+                    "{path} got a new version while open (had {}.{}): reading on would mix \
+                     versions; open it again to read the new one",
+                    h.tag.ino, h.tag.version
+                );
+                return Err(Errno::ESTALE);
+            }
+            ahead.start = offset;
+            ahead.data = got.data;
+        }
+        ahead.last_end = end;
+        Ok(ahead.slice(offset, end))
+    }
+
+    pub(crate) fn do_write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
+        let h = self.file_handle(fh)?;
+        if !h.writable {
+            return Err(Errno::EBADF);
+        }
+        let mut st = h.open.lock();
+        let spool = self.spool(&mut st, h.ino, None)?;
+        // O_APPEND: at the end of this mount's copy, which may be longer
+        // than the size the kernel last heard of.
+        let at = if h.append { spool.len() } else { offset };
+        spool.write_at(at, data).map_err(|e| io_errno(&e))?;
+        h.open.publish(&st);
+        Ok(data.len() as u32)
+    }
+
+    /// The spool of an open file, made on first need from the file's
+    /// current content (its first `limit` bytes), streamed from the cell.
+    fn spool<'a>(
+        &self,
+        st: &'a mut OpenState,
+        ino: u64,
+        limit: Option<u64>,
+    ) -> Result<&'a mut Spool, Errno> {
+        if st.spool.is_none() {
+            st.spool = Some(self.download(ino, limit)?);
+        }
+        st.spool.as_mut().ok_or(Errno::EIO)
+    }
+
+    fn download(&self, ino: u64, limit: Option<u64>) -> Result<Spool, Errno> {
+        let path = self.path_of(ino)?;
+        let mut spool = Spool::new_in(self.spools.path()).map_err(|e| io_errno(&e))?;
+        let tag = self
+            .remote
+            .download(&path, limit, spool.file_mut())
+            .map_err(|f| self.fail_transfer("read", &path, &f))?;
+        if tag.is_some_and(|t| t.ino != ino) {
+            warn!("{path} is another file now (renamed or replaced elsewhere)");
+            return Err(Errno::ESTALE);
+        }
+        spool.filled().map_err(|e| io_errno(&e))?;
+        Ok(spool)
+    }
+
+    /// truncate(2) and ftruncate(2).
+    pub(crate) fn truncate(&self, ino: u64, size: u64) -> Result<(), Errno> {
+        let open = lock(&self.open_files).get(&ino).cloned();
+        if let Some(open) = &open {
+            let mut st = open.lock();
+            if !st.removed && st.writers > 0 {
+                // Open for writing here: the change goes out with the
+                // writer's close, like its writes.
+                self.spool(&mut st, ino, Some(size))?
+                    .set_len(size)
+                    .map_err(|e| io_errno(&e))?;
+                open.publish(&st);
+                return Ok(());
+            }
+        }
+        // Not being written here: a new version now.
+        let mut spool = self.download(ino, Some(size))?;
+        spool.set_len(size).map_err(|e| io_errno(&e))?;
+        self.upload(ino, &spool)?;
+        if let Some(open) = &open {
+            // Readers here read this mount's copy, if there is one.
+            let mut st = open.lock();
+            if let Some(s) = st.spool.as_mut() {
+                s.set_len(size).map_err(|e| io_errno(&e))?;
+                s.dirty = false;
+            }
+            open.publish(&st);
+        }
+        Ok(())
+    }
+
+    /// Uploads this mount's changes to an open file, if it has any.
+    fn commit(&self, ino: u64, open: &OpenFile) -> Result<(), Errno> {
+        let mut st = open.lock();
+        let Some(spool) = st.spool.as_mut() else {
+            return Ok(());
+        };
+        if !spool.dirty {
+            return Ok(());
+        }
+        match self.upload(ino, spool) {
+            Ok(()) => {}
+            // Removed through this mount while open: as on a local disk,
+            // its data goes with it.
+            Err(Errno::ENOENT) if self.is_unlinked(ino) => {}
+            Err(e) => return Err(e),
+        }
+        spool.dirty = false;
+        Ok(())
+    }
+
+    fn is_unlinked(&self, ino: u64) -> bool {
+        lock(&self.nodes).get(ino).is_some_and(|n| n.unlinked)
+    }
+
+    /// Makes `spool` the new version of `ino`.
+    fn upload(&self, ino: u64, spool: &Spool) -> Result<(), Errno> {
+        let path = self.path_of(ino)?;
+        self.check_still_named(ino, &path)?;
+        let e = self
+            .remote
+            .upload(&path, spool.path())
+            .map_err(|f| self.fail_transfer("write", &path, &f))?;
+        lock(&self.nodes).refresh(&e);
+        self.cache_put_in_parent(&e);
+        Ok(())
+    }
+
+    /// Refuses to write over whatever another client put at `path`: a file
+    /// renamed or removed elsewhere is not brought back to life under its
+    /// old name, and another file there is not clobbered.
+    fn check_still_named(&self, ino: u64, path: &str) -> Result<(), Errno> {
+        match self.remote.stat(path) {
+            Ok(e) if e.ino == ino => Ok(()),
+            Ok(_)
+            | Err(ApiFailure {
+                status: Some(404), ..
+            }) => {
+                warn!(
+                    "{path} was renamed, removed or replaced by another client while open here: \
+                     not writing over it"
+                );
+                Err(Errno::ESTALE)
+            }
+            Err(f) => Err(self.fail("write", path, &f)),
+        }
+    }
+
+    /// flush (every close) and fsync: the changes become the new version.
+    pub(crate) fn do_flush(&self, fh: u64) -> Result<(), Errno> {
+        let h = self.file_handle(fh)?;
+        if !h.writable {
+            return Ok(());
+        }
+        self.commit(h.ino, &h.open)
+    }
+
+    pub(crate) fn do_release(&self, fh: u64) -> Result<(), Errno> {
+        let h = match lock(&self.handles).remove(&fh) {
+            Some(Handle::File(h)) => h,
+            _ => return Ok(()),
+        };
+        // Normally flush already uploaded; this catches writes after it
+        // (through a memory map) and retries a failed upload once.
+        let r = if h.writable {
+            self.commit(h.ino, &h.open)
+        } else {
+            Ok(())
+        };
+        self.detach(h.ino, &h.open, h.writable, r.is_err());
+        r
+    }
+
+    /// At unmount: uploads whatever is still unsaved.
+    pub(crate) fn commit_all(&self) {
+        let open: Vec<(u64, Arc<OpenFile>)> = lock(&self.open_files)
+            .iter()
+            .map(|(ino, o)| (*ino, o.clone()))
+            .collect();
+        for (ino, o) in open {
+            if self.commit(ino, &o).is_err()
+                && let Some(spool) = o.lock().spool.take()
+            {
+                self.keep_unsaved(ino, spool);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequential_reads_fetch_to_the_end_of_the_chunk() {
+        let mut ra = ReadAhead::default();
+        let len = 10 * CHUNK;
+        assert_eq!(ra.fetch_end(0, 4096, len), CHUNK);
+        ra.last_end = CHUNK;
+        assert_eq!(ra.fetch_end(CHUNK, CHUNK + 4096, len), 2 * CHUNK);
+        // A jump: only a little more than asked.
+        assert_eq!(
+            ra.fetch_end(7 * CHUNK, 7 * CHUNK + 10, len),
+            7 * CHUNK + MIN_FETCH
+        );
+        // Never past the end of the file.
+        ra.last_end = 9 * CHUNK;
+        assert_eq!(
+            ra.fetch_end(9 * CHUNK + 5, 9 * CHUNK + 10, 9 * CHUNK + 20),
+            9 * CHUNK + 20
+        );
+    }
+
+    #[test]
+    fn the_buffer_answers_what_it_covers() {
+        let ra = ReadAhead {
+            start: 100,
+            data: Bytes::from_static(b"0123456789"),
+            last_end: 0,
+        };
+        assert!(ra.covers(100, 110));
+        assert!(ra.covers(105, 107));
+        assert!(!ra.covers(99, 101));
+        assert!(!ra.covers(105, 111));
+        assert_eq!(&ra.slice(103, 106)[..], b"345");
+    }
+}

@@ -1,0 +1,337 @@
+//! The WebFS HTTP gateway, seen from a FUSE thread: every call blocks the
+//! calling thread on the async client (`Handle::block_on`), which is why the
+//! FUSE loop must never run on a tokio worker.
+
+use std::fs::File;
+use std::future::Future;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::{Method, StatusCode, header};
+use tokio::io::AsyncReadExt;
+use tokio::runtime::Handle;
+use wos_api::{ApiFailure, Client, ErrorKind, FsEntry, FsListing, FsOpRequest, NodeState};
+
+/// Transfers of whole files may take as long as they take; the client's own
+/// (short) timeout stays for metadata calls and ranges.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A range is at most one 4 MiB chunk: allow for a slow wide-area link.
+const RANGE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How much an upload reads from the spool file at a time.
+const UPLOAD_PIECE: usize = 1 << 20;
+
+/// One version of a file, as an `ETag` names it: `"INO.VERSION"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tag {
+    pub ino: u64,
+    pub version: u64,
+}
+
+impl Tag {
+    pub fn of(e: &FsEntry) -> Tag {
+        Tag {
+            ino: e.ino,
+            version: e.version,
+        }
+    }
+
+    fn parse(value: &str) -> Option<Tag> {
+        let (ino, version) = value.trim().trim_matches('"').split_once('.')?;
+        Some(Tag {
+            ino: ino.parse().ok()?,
+            version: version.parse().ok()?,
+        })
+    }
+
+    fn of_response(resp: &reqwest::Response) -> Option<Tag> {
+        resp.headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Tag::parse)
+    }
+}
+
+/// A transfer that failed on the cell's side or on the local spool file.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    Api(ApiFailure),
+    Local(std::io::Error),
+}
+
+impl From<ApiFailure> for Fail {
+    fn from(f: ApiFailure) -> Fail {
+        Fail::Api(f)
+    }
+}
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fail::Api(a) => write!(f, "{a}"),
+            Fail::Local(e) => write!(
+                f,
+                "the local spool file failed: {e} (check the cache dir's disk)"
+            ),
+        }
+    }
+}
+
+/// Bytes of one version of a file.
+pub(crate) struct Range {
+    pub tag: Option<Tag>,
+    pub data: Bytes,
+}
+
+pub(crate) struct Remote {
+    client: Client,
+    rt: Handle,
+}
+
+type Result<T> = std::result::Result<T, ApiFailure>;
+
+impl Remote {
+    pub fn new(client: Client, rt: Handle) -> Remote {
+        Remote { client, rt }
+    }
+
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.client.transport_failure(e))?;
+        if resp.status().is_success() || resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+            return Ok(resp);
+        }
+        Err(Client::failure(resp).await)
+    }
+
+    /// The entry at `path` (a symlink in the last component is followed).
+    pub fn stat(&self, path: &str) -> Result<FsEntry> {
+        self.block_on(self.client.get(&url(path, "?stat=true")))
+    }
+
+    /// A directory's entries (symlinks as themselves).
+    pub fn list(&self, path: &str) -> Result<FsListing> {
+        self.block_on(async {
+            // Should the path name a file by now, the range keeps the answer
+            // to one byte instead of the whole file.
+            let req = self
+                .client
+                .request(Method::GET, &url(path, ""))
+                .header(header::RANGE, "bytes=0-0");
+            let resp = self.send(req).await?;
+            let is_json = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            if resp.status() != StatusCode::OK || !is_json {
+                return Err(failure(409, format!("{path}: not a directory")));
+            }
+            resp.json::<FsListing>()
+                .await
+                .map_err(|e| failure(502, format!("listing {path}: unexpected answer: {e}")))
+        })
+    }
+
+    /// Bytes `start..end` of the file at `path`.
+    pub fn read_range(&self, path: &str, start: u64, end: u64) -> Result<Range> {
+        self.block_on(async {
+            let req = self
+                .client
+                .request(Method::GET, &url(path, ""))
+                .timeout(RANGE_TIMEOUT)
+                .header(header::RANGE, format!("bytes={start}-{}", end - 1));
+            let resp = self.send(req).await?;
+            if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+                return Err(failure(416, format!("{path} is shorter than {end} bytes")));
+            }
+            let tag = Tag::of_response(&resp);
+            let data = resp
+                .bytes()
+                .await
+                .map_err(|e| failure(502, format!("reading {path} broke off: {e}")))?;
+            Ok(Range { tag, data })
+        })
+    }
+
+    /// Streams the file at `path` (its first `limit` bytes, if given) into
+    /// `to`, without holding it in memory. Returns the version read (none
+    /// for an empty file).
+    pub fn download(
+        &self,
+        path: &str,
+        limit: Option<u64>,
+        to: &mut File,
+    ) -> std::result::Result<Option<Tag>, Fail> {
+        if limit == Some(0) {
+            return Ok(None);
+        }
+        self.block_on(async {
+            let mut req = self
+                .client
+                .request(Method::GET, &url(path, ""))
+                .timeout(TRANSFER_TIMEOUT);
+            if let Some(n) = limit {
+                req = req.header(header::RANGE, format!("bytes=0-{}", n - 1));
+            }
+            let mut resp = self.send(req).await?;
+            if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+                // An empty file: nothing to copy.
+                return Ok(None);
+            }
+            let tag = Tag::of_response(&resp);
+            while let Some(piece) = resp
+                .chunk()
+                .await
+                .map_err(|e| failure(502, format!("downloading {path} broke off: {e}")))?
+            {
+                // A blocking write, on purpose: this future runs on the FUSE
+                // thread that asked (block_on), not on a runtime worker.
+                to.write_all(&piece).map_err(Fail::Local)?;
+            }
+            Ok(tag)
+        })
+    }
+
+    /// Makes the content of `spool` the new version of `path` (created if
+    /// absent), streamed from the file.
+    pub fn upload(&self, path: &str, spool: &Path) -> std::result::Result<FsEntry, Fail> {
+        self.block_on(async {
+            let file = tokio::fs::File::open(spool).await.map_err(Fail::Local)?;
+            let req = self
+                .client
+                .request(Method::PUT, &url(path, ""))
+                .timeout(TRANSFER_TIMEOUT)
+                .body(reqwest::Body::wrap_stream(file_stream(file)));
+            let resp = self.send(req).await?;
+            let entry = resp
+                .json::<FsEntry>()
+                .await
+                .map_err(|e| failure(502, format!("writing {path}: unexpected answer: {e}")))?;
+            Ok(entry)
+        })
+    }
+
+    /// Creates an empty file with `mode`; fails (412 "exists") if the name
+    /// is taken.
+    pub fn create(&self, path: &str, mode: u32) -> Result<FsEntry> {
+        self.block_on(async {
+            let req = self
+                .client
+                .request(Method::PUT, &url(path, &format!("?mode={mode:o}")))
+                .header(header::IF_NONE_MATCH, "*")
+                .body(Vec::<u8>::new());
+            let resp = self.send(req).await?;
+            resp.json::<FsEntry>()
+                .await
+                .map_err(|e| failure(502, format!("creating {path}: unexpected answer: {e}")))
+        })
+    }
+
+    /// A namespace change: mkdir, rename, symlink, chmod.
+    pub fn op(&self, path: &str, req: &FsOpRequest) -> Result<FsEntry> {
+        self.block_on(self.client.post(&url(path, ""), req))
+    }
+
+    /// Removes a file, a symlink or an empty directory.
+    pub fn delete(&self, path: &str) -> Result<()> {
+        self.block_on(async {
+            let req = self.client.request(Method::DELETE, &url(path, ""));
+            self.send(req).await.map(|_| ())
+        })
+    }
+
+    /// What the cell can still store, counting each byte R times (R = 3, or
+    /// fewer in a smaller cell).
+    pub fn free_bytes(&self) -> Result<u64> {
+        let nodes = self.block_on(self.client.nodes())?;
+        let alive: Vec<u64> = nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Alive)
+            .filter_map(|n| n.sensors.as_ref().map(|s| s.disk_free_bytes))
+            .collect();
+        let copies = alive.len().clamp(1, 3) as u64;
+        Ok(alive.iter().sum::<u64>() / copies)
+    }
+}
+
+/// The API path of a file system path, each component percent-encoded.
+pub(crate) fn url(path: &str, query: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    let mut u = String::from("/v1/fs");
+    for c in path.split('/').filter(|c| !c.is_empty()) {
+        u.push('/');
+        u.extend(percent_encoding::utf8_percent_encode(c, SET));
+    }
+    u.push_str(query);
+    u
+}
+
+/// The spool file as a request body, read a piece at a time.
+fn file_stream(
+    file: tokio::fs::File,
+) -> impl futures::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
+    futures::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; UPLOAD_PIECE];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(buf), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+    .boxed()
+}
+
+fn failure(status: u16, message: String) -> ApiFailure {
+    let kind = match status {
+        409 => ErrorKind::Conflict,
+        416 => ErrorKind::BadRequest,
+        _ => ErrorKind::Unavailable,
+    };
+    ApiFailure {
+        kind,
+        status: Some(status),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_encode_each_component() {
+        assert_eq!(url("/", "?stat=true"), "/v1/fs?stat=true");
+        assert_eq!(url("/a/b c/d%e", ""), "/v1/fs/a/b%20c/d%25e");
+        assert_eq!(url("/ü/x?y#z", ""), "/v1/fs/%C3%BC/x%3Fy%23z");
+    }
+
+    #[test]
+    fn etags_name_object_and_version() {
+        assert_eq!(
+            Tag::parse("\"17.3\""),
+            Some(Tag {
+                ino: 17,
+                version: 3
+            })
+        );
+        assert_eq!(Tag::parse("W/\"x\""), None);
+    }
+}

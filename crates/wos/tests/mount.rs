@@ -1,0 +1,409 @@
+//! `wos mount`: the cell's files through FUSE, mounted on two nodes at once.
+//! What one mount writes, the other (after the 1 s attribute TTL) and the
+//! CLI on a third node read byte for byte; namespace calls behave as POSIX
+//! says; writes are close-to-open; a handle never reads a mix of two
+//! versions; and both mounts unmount cleanly.
+//!
+//! Root only (mounting needs it without fusermount3); skipped otherwise.
+
+use std::ffi::CString;
+use std::fs::{self, OpenOptions, Permissions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use wos_testkit::{Cell, wait_for};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_wos"))
+}
+
+/// Longer than the mounts' attribute and entry TTL (1 s): by then a mount
+/// sees what another one did.
+const AFTER_TTL: Duration = Duration::from_millis(1300);
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed ({:?}): {}{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Deterministic bytes that do not repeat within a chunk.
+fn data(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2654435761).max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+fn can_mount() -> bool {
+    nix::unistd::geteuid().is_root() && Path::new("/dev/fuse").exists()
+}
+
+fn mounted(dir: &Path) -> bool {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let dir = dir.to_string_lossy();
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(dir.as_ref()))
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    wait_for(limit, || child.try_wait().ok().flatten())
+}
+
+/// A `wos mount` process and its mount point. Dropping it unmounts and stops
+/// the process even when the test failed: a FUSE mount left behind breaks
+/// whatever touches it later.
+struct Mount {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Mount {
+    fn start(cell: &Cell, via: usize) -> Mount {
+        Mount::start_as(cell, via, &cell.admin)
+    }
+
+    fn start_as(cell: &Cell, via: usize, identity: &Path) -> Mount {
+        let dir = tempfile::Builder::new()
+            .prefix("wos-mnt-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().canonicalize().unwrap();
+        let log = cell.dir.path().join(format!("mount-{via}.log"));
+        let out = fs::File::create(&log).unwrap();
+        let child = cell
+            .wos_command(via, identity, &["mount", path.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let m = Mount {
+            dir: Some(dir),
+            path,
+            child: Some(child),
+            log,
+        };
+        let up = wait_for(Duration::from_secs(20), || mounted(&m.path).then_some(()));
+        assert!(
+            up.is_some(),
+            "the mount on node {via} did not appear: {}",
+            m.log_text()
+        );
+        m
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `umount`; the process must then end by itself, successfully.
+    fn unmount(mut self) {
+        let st = Command::new("umount").arg(&self.path).status().unwrap();
+        assert!(st.success(), "umount {}", self.path.display());
+        let mut child = self.child.take().unwrap();
+        let status = wait_exit(&mut child, Duration::from_secs(20));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "wos mount after umount: {status:?}: {}",
+            self.log_text()
+        );
+        assert!(!mounted(&self.path));
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if mounted(&self.path) {
+            // Lazily: nothing still open under it can keep it.
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+        if let Some(mut child) = self.child.take()
+            && wait_exit(&mut child, Duration::from_secs(5)).is_none()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Never delete a directory that is still a mount point: that would
+        // delete the cell's files through it.
+        if mounted(&self.path)
+            && let Some(d) = self.dir.take()
+        {
+            let _ = d.keep();
+        }
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn errno(r: std::io::Result<impl Sized>) -> Option<i32> {
+    r.err().and_then(|e| e.raw_os_error())
+}
+
+fn truncate(p: &Path, len: u64) {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid path for the call's duration.
+    let r = unsafe { libc::truncate(c.as_ptr(), len as libc::off_t) };
+    assert_eq!(
+        r,
+        0,
+        "truncate {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+#[test]
+fn two_mounts_share_the_cells_files_as_a_posix_file_system() {
+    if !can_mount() {
+        eprintln!("skipped: mounting with FUSE needs root and /dev/fuse");
+        return;
+    }
+    let cell = Cell::start(bin(), 3, 3).expect("cell starts");
+    let a = Mount::start(&cell, 0);
+    let b = Mount::start(&cell, 1);
+
+    // Several chunks through mount A; the same bytes through mount B and
+    // through the CLI on node C.
+    let big = data(9 << 20 | 4321, 7);
+    fs::write(a.p("big"), &big).unwrap();
+    assert_eq!(fs::metadata(a.p("big")).unwrap().len(), big.len() as u64);
+    std::thread::sleep(AFTER_TTL);
+    assert!(
+        fs::read(b.p("big")).unwrap() == big,
+        "mount B read other bytes"
+    );
+    let back = cell.dir.path().join("back");
+    ok(cell.wos(2, &["fs", "get", "/big", back.to_str().unwrap()]));
+    assert!(fs::read(&back).unwrap() == big, "node C read other bytes");
+
+    namespace(&a, &b);
+    let big = partial_writes(&a, &b, big);
+    truncation(&a, &b, big);
+    rewrites(&cell, &a, &b);
+    refusals(&a);
+    limited_user(&cell, &a);
+
+    a.unmount();
+    b.unmount();
+}
+
+/// A plain user whose ACL covers only /home/bob: the directories above are
+/// traverse-only (like POSIX directories without read permission), and the
+/// cell's rights decide the rest.
+fn limited_user(cell: &Cell, a: &Mount) {
+    let bob = cell.dir.path().join("bob.identity");
+    ok(cell.wos(0, &["user", "add", "bob", "--out", bob.to_str().unwrap()]));
+    fs::create_dir_all(a.p("home/bob")).unwrap();
+    fs::write(a.p("home/bob/hi"), b"hi bob").unwrap();
+    fs::write(a.p("home/secret"), b"not for bob").unwrap();
+    ok(cell.wos(0, &["acl", "set", "fs:/home/bob", "bob", "read,write,list"]));
+
+    let c = Mount::start_as(cell, 2, &bob);
+    assert_eq!(errno(fs::read_dir(&c.path)), Some(libc::EACCES));
+    assert_eq!(errno(fs::read_dir(c.p("home"))), Some(libc::EACCES));
+    assert_eq!(mode(&c.p("home")), 0o111);
+    assert_eq!(errno(fs::read(c.p("home/secret"))), Some(libc::EACCES));
+    assert_eq!(names(&c.p("home/bob")), ["hi"]);
+    assert_eq!(fs::read(c.p("home/bob/hi")).unwrap(), b"hi bob");
+    fs::write(c.p("home/bob/reply"), b"thanks").unwrap();
+    std::thread::sleep(AFTER_TTL);
+    assert_eq!(fs::read(a.p("home/bob/reply")).unwrap(), b"thanks");
+    c.unmount();
+}
+
+/// mkdir, rename (replacing; of a directory with its subtree), symlink,
+/// readlink, chmod, readdir, unlink, rmdir: on A, then as seen from B.
+fn namespace(a: &Mount, b: &Mount) {
+    fs::create_dir(a.p("d")).unwrap();
+    assert_eq!(
+        fs::create_dir(a.p("d")).unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    fs::write(a.p("d/f1"), b"hello").unwrap();
+    fs::write(a.p("d/f2"), b"other").unwrap();
+    fs::rename(a.p("d/f1"), a.p("d/f2")).unwrap();
+    assert_eq!(errno(fs::metadata(a.p("d/f1"))), Some(libc::ENOENT));
+    assert_eq!(fs::read(a.p("d/f2")).unwrap(), b"hello");
+    symlink("f2", a.p("d/link")).unwrap();
+    assert_eq!(fs::read_link(a.p("d/link")).unwrap(), Path::new("f2"));
+    assert!(
+        fs::symlink_metadata(a.p("d/link"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read(a.p("d/link")).unwrap(), b"hello");
+    fs::set_permissions(a.p("d/f2"), Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(mode(&a.p("d/f2")), 0o600);
+    let ino = fs::metadata(a.p("d/f2")).unwrap().ino();
+    fs::rename(a.p("d"), a.p("e")).unwrap();
+    assert_eq!(
+        fs::metadata(a.p("e/f2")).unwrap().ino(),
+        ino,
+        "an object keeps its inode number when its directory is renamed"
+    );
+    assert_eq!(names(&a.p("e")), ["f2", "link"]);
+
+    std::thread::sleep(AFTER_TTL);
+    assert_eq!(names(&b.p("e")), ["f2", "link"]);
+    assert_eq!(fs::read_link(b.p("e/link")).unwrap(), Path::new("f2"));
+    assert_eq!(fs::read(b.p("e/link")).unwrap(), b"hello");
+    assert_eq!(mode(&b.p("e/f2")), 0o600);
+    assert_eq!(fs::metadata(b.p("e/f2")).unwrap().ino(), ino);
+    assert!(!b.p("d").exists());
+    assert!(names(&b.path).contains(&"e".to_string()));
+
+    assert_eq!(errno(fs::remove_dir(a.p("e"))), Some(libc::ENOTEMPTY));
+    fs::remove_file(a.p("e/link")).unwrap();
+    fs::remove_file(a.p("e/f2")).unwrap();
+    fs::remove_dir(a.p("e")).unwrap();
+    std::thread::sleep(AFTER_TTL);
+    assert_eq!(errno(fs::metadata(b.p("e"))), Some(libc::ENOENT));
+}
+
+/// A seek and a write in the middle (across a chunk boundary) become the
+/// new version at close; a reader that opened the old version fails rather
+/// than read a mix of both. Returns the file's content.
+fn partial_writes(a: &Mount, b: &Mount, mut big: Vec<u8>) -> Vec<u8> {
+    let at = (4 << 20) - 5;
+    {
+        let mut f = OpenOptions::new().write(true).open(a.p("big")).unwrap();
+        f.seek(SeekFrom::Start(at as u64)).unwrap();
+        f.write_all(b"0123456789").unwrap();
+    }
+    big[at..at + 10].copy_from_slice(b"0123456789");
+    assert!(
+        fs::read(a.p("big")).unwrap() == big,
+        "mount A lost its own write"
+    );
+    std::thread::sleep(AFTER_TTL);
+    assert!(
+        fs::read(b.p("big")).unwrap() == big,
+        "mount B missed the write"
+    );
+
+    let mut reader = fs::File::open(b.p("big")).unwrap();
+    let mut head = vec![0u8; 4096];
+    reader.read_exact(&mut head).unwrap();
+    assert!(head == big[..4096]);
+    let at = 8 << 20;
+    {
+        let mut f = OpenOptions::new().write(true).open(a.p("big")).unwrap();
+        f.seek(SeekFrom::Start(at as u64)).unwrap();
+        f.write_all(b"new version").unwrap();
+    }
+    big[at..at + 11].copy_from_slice(b"new version");
+    reader.seek(SeekFrom::Start(6 << 20)).unwrap();
+    assert_eq!(
+        errno(reader.read_exact(&mut head)),
+        Some(libc::ESTALE),
+        "a handle on the old version must not read the new one"
+    );
+    drop(reader);
+    std::thread::sleep(AFTER_TTL);
+    assert!(
+        fs::read(b.p("big")).unwrap() == big,
+        "reopening reads the new version"
+    );
+    big
+}
+
+/// ftruncate on an open file (shorter), truncate on a closed one (longer).
+fn truncation(a: &Mount, b: &Mount, mut big: Vec<u8>) {
+    {
+        let f = OpenOptions::new().write(true).open(a.p("big")).unwrap();
+        f.set_len((1 << 20) + 7).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), (1 << 20) + 7);
+    }
+    big.truncate((1 << 20) + 7);
+    truncate(&a.p("big"), 2 << 20);
+    big.resize(2 << 20, 0);
+    std::thread::sleep(AFTER_TTL);
+    assert_eq!(fs::metadata(b.p("big")).unwrap().len(), big.len() as u64);
+    assert!(
+        fs::read(b.p("big")).unwrap() == big,
+        "mount B read other bytes"
+    );
+}
+
+/// O_TRUNC rewrites and O_APPEND, seen elsewhere; O_EXCL on a taken name.
+fn rewrites(cell: &Cell, a: &Mount, b: &Mount) {
+    fs::write(a.p("small"), b"version one").unwrap();
+    fs::write(a.p("small"), b"v2").unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(a.p("small"))
+        .unwrap()
+        .write_all(b"+more")
+        .unwrap();
+    std::thread::sleep(AFTER_TTL);
+    assert_eq!(fs::read(b.p("small")).unwrap(), b"v2+more");
+    assert_eq!(ok(cell.wos(2, &["fs", "cat", "/small"])), "v2+more");
+    let taken = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(b.p("small"));
+    assert_eq!(taken.unwrap_err().kind(), ErrorKind::AlreadyExists);
+}
+
+fn refusals(a: &Mount) {
+    assert_eq!(errno(fs::write(a.p("nowhere/x"), b"x")), Some(libc::ENOENT));
+    assert_eq!(
+        errno(fs::create_dir(a.p("nowhere/sub"))),
+        Some(libc::ENOENT)
+    );
+    fs::write(a.p("plain"), b"x").unwrap();
+    assert_eq!(errno(fs::create_dir(a.p("plain/sub"))), Some(libc::ENOTDIR));
+    assert_eq!(
+        errno(fs::hard_link(a.p("plain"), a.p("hard"))),
+        Some(libc::EPERM)
+    );
+    fs::create_dir(a.p("dir")).unwrap();
+    assert_eq!(
+        errno(fs::rename(a.p("plain"), a.p("dir"))),
+        Some(libc::EISDIR)
+    );
+    assert_eq!(
+        errno(fs::rename(a.p("dir"), a.p("dir/inside"))),
+        Some(libc::EINVAL)
+    );
+    assert_eq!(errno(fs::remove_file(a.p("dir"))), Some(libc::EISDIR));
+}
