@@ -533,7 +533,7 @@ async fn put_file(
 ) -> Result<Response, ApiError> {
     let path = full_path(path)?;
     let (parent_path, name) = split(&path)?;
-    let expected = if_version(&headers)?;
+    let expected = if_version(headers)?;
     let exclusive = headers
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == b"*");
@@ -590,7 +590,7 @@ async fn put_file(
         Some(e) => e.ino,
         None => {
             let created = apply(
-                &ctx,
+                ctx,
                 FsOp::Create {
                     parent: parent.ino,
                     name: name.clone(),
@@ -605,7 +605,7 @@ async fn put_file(
         }
     };
     let reply = apply(
-        &ctx,
+        ctx,
         FsOp::Commit {
             ino,
             if_version: expected,
