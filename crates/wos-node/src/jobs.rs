@@ -545,7 +545,7 @@ impl Jobs {
             .await
             .unwrap_or_default();
             drop(reservation);
-            let state = ending(&running, status, &usage, limits_of(&running.info));
+            let state = ending(&running, status, &usage, &running.info.limits);
             let usage = JobUsage {
                 cpu_millis: (usage.cpu_seconds * 1000.0) as u64,
                 peak_memory_bytes: usage.peak_memory,
@@ -717,10 +717,6 @@ impl Jobs {
             }
         }
     }
-}
-
-fn limits_of(info: &JobInfo) -> &JobLimits {
-    &info.limits
 }
 
 /// A jailer waiting at its start gate.

@@ -18,9 +18,7 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_wos"))
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use wos_testkit::text;
 
 fn root() -> bool {
     if nix::unistd::geteuid().is_root() {

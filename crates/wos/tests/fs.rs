@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use wos_api::{FsEntry, FsListing, FsckReport};
@@ -15,33 +15,7 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_wos"))
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed ({:?}): {}{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// Deterministic bytes that do not repeat within a chunk.
-fn data(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2654435761).max(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
+use wos_testkit::{expect_ok as ok, pseudo_random as data, text};
 
 fn write_local(cell: &Cell, name: &str, bytes: &[u8]) -> PathBuf {
     let p = cell.dir.path().join(name);

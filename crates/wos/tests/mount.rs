@@ -12,7 +12,7 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use wos_testkit::{Cell, wait_for};
@@ -25,33 +25,7 @@ fn bin() -> &'static Path {
 /// sees what another one did.
 const AFTER_TTL: Duration = Duration::from_millis(1300);
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed ({:?}): {}{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// Deterministic bytes that do not repeat within a chunk.
-fn data(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2654435761).max(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
+use wos_testkit::{expect_ok as ok, pseudo_random as data};
 
 fn can_mount() -> bool {
     nix::unistd::geteuid().is_root() && Path::new("/dev/fuse").exists()
