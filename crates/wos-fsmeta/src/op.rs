@@ -90,6 +90,31 @@ pub enum FsOp {
     },
 }
 
+impl FsOp {
+    /// The existing objects whose attributes or entries this op changes, as
+    /// far as the op itself names them (a removed or moved object is named
+    /// by the reply's inode). Caches of these must be told before the
+    /// change is acknowledged.
+    pub fn touched(&self) -> Vec<Ino> {
+        match self {
+            FsOp::Mkdir { parent, .. }
+            | FsOp::Create { parent, .. }
+            | FsOp::Symlink { parent, .. }
+            | FsOp::Unlink { parent, .. }
+            | FsOp::Rmdir { parent, .. } => vec![*parent],
+            FsOp::Commit { ino, .. }
+            | FsOp::Truncate { ino, .. }
+            | FsOp::SetAttr { ino, .. }
+            | FsOp::SetReplicas { ino, .. } => vec![*ino],
+            FsOp::Rename {
+                from_parent,
+                to_parent,
+                ..
+            } => vec![*from_parent, *to_parent],
+        }
+    }
+}
+
 /// The result of an applied [`FsOp`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsReply {

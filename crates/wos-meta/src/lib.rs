@@ -125,6 +125,20 @@ struct Inner {
     sm: sm::StateMachine,
     http: reqwest::Client,
     leader_wait: Duration,
+    ack_gate: std::sync::OnceLock<Arc<dyn AckGate>>,
+}
+
+/// What the leader runs after a write that changed WebFS objects is
+/// applied and before the write is acknowledged: WebFS breaks the
+/// callbacks that caching nodes hold on those objects there (see
+/// `wos-node`'s `fs_cache`), so that no node serves an old version from
+/// its cache once the writer has heard "done".
+pub trait AckGate: Send + Sync + 'static {
+    fn before_ack(
+        &self,
+        changed: Vec<wos_fsmeta::Ino>,
+        index: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
 fn unix_millis() -> u64 {
@@ -181,8 +195,44 @@ impl Meta {
                 sm,
                 http,
                 leader_wait: cfg.leader_wait,
+                ack_gate: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Installs the gate every acknowledged WebFS change passes on the
+    /// leader (once; later calls are ignored).
+    pub fn set_ack_gate(&self, gate: Arc<dyn AckGate>) {
+        let _ = self.inner.ack_gate.set(gate);
+    }
+
+    /// Waits until the local replica has applied `index` (a read index the
+    /// leader handed out), at most `leader_wait`.
+    pub async fn wait_applied(&self, index: u64) -> Result<(), MetaError> {
+        self.inner
+            .raft
+            .wait(Some(self.inner.leader_wait))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map(|_| ())
+            .map_err(|e| MetaError::NoLeader {
+                waited_ms: self.inner.leader_wait.as_millis(),
+                detail: format!("this node did not catch up with the leader: {e}"),
+            })
+    }
+
+    /// The leader's address, if this node knows one (and it is not itself).
+    pub fn leader_address(&self) -> Option<String> {
+        let status = self.status();
+        if status.is_leader {
+            return None;
+        }
+        let leader = status.leader?;
+        status
+            .addresses
+            .into_iter()
+            .find(|(id, _)| *id == leader)
+            .map(|(_, a)| a)
     }
 
     /// Makes this node the single voter of a new group. Only for a new cell.
@@ -358,11 +408,19 @@ impl Meta {
                 if unix_millis() > deadline_ms {
                     return LeaderReply::Expired;
                 }
+                let changes_files = matches!(*cmd, Command::Fs { .. });
+                let touched = cmd.touched_files();
                 match raft.client_write(*cmd).await {
-                    Ok(resp) => LeaderReply::Written {
-                        index: resp.log_id.index,
-                        outcome: resp.data,
-                    },
+                    Ok(resp) => {
+                        let index = resp.log_id.index;
+                        if changes_files {
+                            self.before_ack(touched, &resp.data, index).await;
+                        }
+                        LeaderReply::Written {
+                            index,
+                            outcome: resp.data,
+                        }
+                    }
                     Err(e) if e.forward_to_leader().is_some() => LeaderReply::NotLeader,
                     Err(e) => LeaderReply::Failed(e.to_string()),
                 }
@@ -373,6 +431,23 @@ impl Meta {
                 Err(e) if e.forward_to_leader().is_some() => LeaderReply::NotLeader,
                 Err(e) => LeaderReply::Failed(e.to_string()),
             },
+        }
+    }
+
+    /// Runs the [`AckGate`] for an applied WebFS change that changed
+    /// something (a refused one changed nothing).
+    async fn before_ack(&self, mut touched: Vec<wos_fsmeta::Ino>, outcome: &Outcome, index: u64) {
+        let Outcome::Fs { reply } = outcome else {
+            return;
+        };
+        let Ok(reply) = reply.as_ref() else {
+            return;
+        };
+        // The op's own object (a removed or moved one, a new file's
+        // replacement) is named only in the reply.
+        touched.push(reply.inode.ino);
+        if let Some(gate) = self.inner.ack_gate.get() {
+            gate.before_ack(touched, index).await;
         }
     }
 

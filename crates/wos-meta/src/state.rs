@@ -156,6 +156,16 @@ pub enum Command {
     Noop,
 }
 
+impl Command {
+    /// The WebFS objects this command changes (see [`wos_fsmeta::FsOp::touched`]).
+    pub fn touched_files(&self) -> Vec<wos_fsmeta::Ino> {
+        match self {
+            Command::Fs { op } => op.touched(),
+            _ => vec![],
+        }
+    }
+}
+
 /// What applying a command answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {

@@ -62,6 +62,10 @@ pub struct Tuning {
     pub snapshot_keep_logs: u64,
     /// How long a request that needs the leader may wait before failing.
     pub leader_wait_ms: u64,
+    /// Serve WebFS reads from this node's replica under callbacks (no
+    /// round trip to the metadata leader while nothing changed); off: every
+    /// read asks the leader.
+    pub fs_callbacks: bool,
 }
 
 impl Default for Tuning {
@@ -73,6 +77,7 @@ impl Default for Tuning {
             snapshot_every: 5000,
             snapshot_keep_logs: 500,
             leader_wait_ms: 4000,
+            fs_callbacks: true,
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct NodeCtx {
     /// This node's WebFS chunks (`DATA/chunks`).
     pub chunks: Arc<wos_blocks::ChunkStore>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// WebFS callbacks: held by this node, and promised by it as leader.
+    pub fs_cache: Arc<crate::fs_cache::FsCache>,
 }
 
 impl NodeCtx {

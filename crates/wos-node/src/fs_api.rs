@@ -25,7 +25,7 @@ use wos_api::{FsEntry, FsListing, FsOpRequest, FsckReport, NodeState};
 use wos_auth::{Action, Object, Principal};
 use wos_blocks::{CHUNK_SIZE, Candidate, ChunkId};
 use wos_fsmeta::{ChunkRef, Errno, FsError, FsOp, FsReply, Ino, Inode, Kind};
-use wos_meta::{Command, Outcome};
+use wos_meta::{CellState, Command, Outcome};
 
 use crate::api::{ApiError, Bearer, check, node_infos};
 use crate::ctx::NodeCtx;
@@ -52,6 +52,14 @@ pub fn routes() -> Router<Arc<NodeCtx>> {
         .route("/v1/fs/", get(fs_root))
         .route("/v1/fsck", get(fsck))
         .route("/internal/chunks", get(chunk_list))
+        .route(
+            crate::fs_cache::REGISTER_PATH,
+            axum::routing::post(crate::fs_cache::register_handler),
+        )
+        .route(
+            crate::fs_cache::BREAK_PATH,
+            axum::routing::post(crate::fs_cache::break_handler),
+        )
         .route(
             "/internal/chunks/{id}",
             put(chunk_put)
@@ -179,39 +187,99 @@ async fn read_path(
     q: ReadQuery,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    // Every open sees the latest committed version (close-to-open).
-    if !q.stale {
-        ctx.meta.linearizable().await?;
+    let listing = !q.stat;
+    let read = |s: &CellState| find_for_read(s, &path, listing);
+    // Every open sees the latest committed version (close-to-open): from
+    // this node's replica under callbacks, else after asking the leader.
+    let found = if q.stale {
+        ctx.meta.read(read).0
+    } else {
+        crate::fs_cache::fresh_read(ctx, read).await?
+    };
+    match found.map_err(fs_error)? {
+        Found::Inode(inode) if q.stat => Ok(Json(entry(&path, &inode)).into_response()),
+        Found::Listing(entries) => Ok(Json(FsListing { path, entries }).into_response()),
+        Found::Inode(inode) => match &inode.kind {
+            Kind::File { size, chunks, .. } => serve_file(ctx, &inode, *size, chunks, headers),
+            Kind::Dir { .. } => Err(crate::api::internal("a directory read without its listing")),
+            Kind::Symlink { .. } => Err(ApiError::bad("a symlink loop")),
+        },
     }
-    let inode = ctx
-        .meta
-        .read(|s| s.fs.resolve_follow(&path).cloned())
-        .map_err(fs_error)?;
-    if q.stat {
-        return Ok(Json(entry(&path, &inode)).into_response());
-    }
-    match &inode.kind {
-        Kind::Dir { .. } => {
-            let entries = ctx.meta.read(|s| {
-                s.fs.list(inode.ino).map(|list| {
-                    list.into_iter()
-                        .map(|(name, i)| {
-                            let p = if path == "/" {
-                                format!("/{name}")
-                            } else {
-                                format!("{path}/{name}")
-                            };
-                            entry(&p, i)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            });
-            let entries = entries.map_err(fs_error)?;
-            Ok(Json(FsListing { path, entries }).into_response())
+}
+
+/// What a read found: an inode, or a directory's entries.
+enum Found {
+    Inode(Inode),
+    Listing(Vec<FsEntry>),
+}
+
+/// Resolves `path` (following symlinks) in `s`, with the objects the
+/// answer depends on: the directories from the root down and the object
+/// itself (and a listing's children, whose sizes and times it shows); for
+/// a name that is absent, the directories down to the one that lacks it.
+/// Not cacheable (`None`) when a symlink or `..` was on the way.
+fn find_for_read(
+    s: &CellState,
+    path: &str,
+    listing: bool,
+) -> (Result<Found, FsError>, Option<Vec<Ino>>) {
+    let inode = match s.fs.resolve_follow(path) {
+        Ok(inode) => inode,
+        Err(e) => {
+            let deps = matches!(e, FsError::NotFound { .. })
+                .then(|| absent_deps(s, path))
+                .flatten();
+            return (Err(e), deps);
         }
-        Kind::File { size, chunks, .. } => serve_file(ctx, &inode, *size, chunks, headers),
-        Kind::Symlink { .. } => Err(ApiError::bad("a symlink loop")),
+    };
+    let canonical = s.fs.path_of(inode.ino).is_some_and(|p| p == path);
+    let mut deps = canonical.then(|| chain(s, inode.ino));
+    if !(listing && inode.is_dir()) {
+        return (Ok(Found::Inode(inode.clone())), deps);
     }
+    let entries = s.fs.list(inode.ino).map(|list| {
+        list.into_iter()
+            .map(|(name, child)| {
+                if let Some(d) = deps.as_mut() {
+                    d.push(child.ino);
+                }
+                entry(&child_path(path, &name), child)
+            })
+            .collect::<Vec<_>>()
+    });
+    (entries.map(Found::Listing), deps)
+}
+
+fn child_path(dir: &str, name: &str) -> String {
+    if dir == "/" {
+        format!("/{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// `ino` and every directory above it.
+fn chain(s: &CellState, ino: Ino) -> Vec<Ino> {
+    let mut inos = vec![ino];
+    let mut at = ino;
+    while let Some((parent, _)) = s.fs.location(at) {
+        if parent == at || inos.len() > 4096 {
+            break;
+        }
+        inos.push(parent);
+        at = parent;
+    }
+    inos
+}
+
+/// The objects that say `path` is absent: its parent directory (reached
+/// without symlinks) and those above it.
+fn absent_deps(s: &CellState, path: &str) -> Option<Vec<Ino>> {
+    let (parent, name) = path.rsplit_once('/')?;
+    let parent = if parent.is_empty() { "/" } else { parent };
+    let dir = s.fs.resolve(parent).ok()?;
+    let canonical = s.fs.path_of(dir.ino).is_some_and(|p| p == parent);
+    (canonical && dir.entries()?.get(name).is_none()).then(|| chain(s, dir.ino))
 }
 
 fn serve_file(

@@ -5,7 +5,8 @@
 //! of store, transport, metadata and membership into one process ([`run`]),
 //! and the jobs the node runs (`jobs`: admission, sandbox, output, ending;
 //! `jobs_api`: their endpoints and the relay between nodes), and WebFS
-//! (`fs_api`: the HTTP gateway, chunk replication, fsck and repair).
+//! (`fs_api`: the HTTP gateway, chunk replication, fsck and repair;
+//! `fs_cache`: callbacks, which let reads skip the metadata leader).
 //! The CLI in the `wos` crate calls into here; nothing else depends on this
 //! crate.
 
@@ -14,6 +15,7 @@ pub mod bootstrap;
 pub mod config;
 mod ctx;
 mod fs_api;
+mod fs_cache;
 mod jobs;
 mod jobs_api;
 mod run;

@@ -100,6 +100,7 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
         wos_blocks::ChunkStore::open(&dir.path("chunks"))
             .with_context(|| "opening the WebFS chunk store".to_string())?,
     );
+    let fs_cache = crate::fs_cache::FsCache::new(cfg.tuning.fs_callbacks);
     let ctx = Arc::new(NodeCtx {
         cfg: cfg.clone(),
         data: dir,
@@ -116,13 +117,16 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
         jobs,
         chunks,
         metrics,
+        fs_cache: fs_cache.clone(),
     });
+    fs_cache.attach(&ctx);
     let app = crate::api::router(ctx.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(wos_net::serve(listener, server_tls, app, async move {
         let _ = server_stop.wait_for(|s| *s).await;
     }));
+    let renewals = tokio::spawn(crate::fs_cache::renew_leases(ctx.clone(), stop_rx.clone()));
     let upkeep = tokio::spawn(upkeep(ctx.clone(), stop_rx));
     let url = format!("https://{}", cfg.advertise);
     tracing::info!(node = %cfg.name, cell = %cfg.cell, %url, "node serving");
@@ -134,6 +138,7 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
     let _ = upkeep.await;
+    let _ = renewals.await;
     meta.shutdown().await;
     let _ = server.await;
     Ok(())

@@ -230,6 +230,91 @@ fn racing_conditional_writes_one_wins_and_nothing_is_torn() {
     assert_eq!(cell.wos(0, &["fs", "stat", "/nope"]).status.code(), Some(4));
 }
 
+/// This node's count of WebFS reads that had to ask the metadata leader.
+fn leader_round_trips(cell: &Cell, via: usize) -> u64 {
+    let (code, body) = cell.curl(via, Some(&cell.admin), "GET", "/metrics", &[]);
+    assert_eq!(code, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix("wos_fs_leader_round_trips_total "))
+        .map(|v| v.trim().parse::<f64>().expect("a number") as u64)
+        .unwrap_or(0)
+}
+
+/// Reads `/cb/f` through `via`'s gateway: its bytes, its stat and its
+/// directory's listing, as a program opening it does.
+fn open_cb(cell: &Cell, via: usize) -> String {
+    let (code, body) = cell.curl(via, Some(&cell.admin), "GET", "/v1/fs/cb?stat=true", &[]);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = cell.curl(via, Some(&cell.admin), "GET", "/v1/fs/cb", &[]);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = cell.curl(via, Some(&cell.admin), "GET", "/v1/fs/cb/f?stat=true", &[]);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = cell.curl(via, Some(&cell.admin), "GET", "/v1/fs/cb/f", &[]);
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+#[test]
+fn reopening_an_unchanged_file_asks_no_leader_and_changes_show_at_once() {
+    let cell = Cell::start(bin(), 3, 3).expect("cell starts");
+    let leader = cell.status(0).and_then(|s| s.leader).expect("a leader");
+    // Read through a node that does not lead: its replica is the cache.
+    let via = (0..3)
+        .find(|i| cell.hosts[*i].name != leader)
+        .expect("a follower");
+    let writer = (via + 1) % 3;
+    let v1 = write_local(&cell, "v1", b"first version\n");
+    ok(cell.wos(writer, &["fs", "mkdir", "/cb"]));
+    // Two copies: writes still complete while one node is cut off below.
+    ok(cell.wos(writer, &["fs", "replicas", "/cb", "2"]));
+    ok(cell.wos(writer, &["fs", "put", v1.to_str().unwrap(), "/cb/f"]));
+
+    assert_eq!(open_cb(&cell, via), "first version\n");
+    let before = leader_round_trips(&cell, via);
+    for _ in 0..3 {
+        assert_eq!(open_cb(&cell, via), "first version\n");
+    }
+    assert_eq!(
+        leader_round_trips(&cell, via),
+        before,
+        "re-opening an unchanged file asked the metadata leader"
+    );
+
+    // A change through another node: the very next open here sees it.
+    let v2 = write_local(&cell, "v2", b"second version\n");
+    ok(cell.wos(writer, &["fs", "put", v2.to_str().unwrap(), "/cb/f"]));
+    assert_eq!(open_cb(&cell, via), "second version\n");
+    assert!(leader_round_trips(&cell, via) > before);
+    // And a new name in the directory shows in its next listing.
+    ok(cell.wos(writer, &["fs", "put", v1.to_str().unwrap(), "/cb/g"]));
+    let (code, body) = cell.curl(via, Some(&cell.admin), "GET", "/v1/fs/cb", &[]);
+    assert_eq!(code, 200, "{body}");
+    let listing: FsListing = serde_json::from_str(&body).unwrap();
+    assert!(listing.entries.iter().any(|e| e.name == "g"), "{body}");
+
+    if !cell.can_partition() {
+        return;
+    }
+    // A caching node cut off from the cell: the write still completes (its
+    // callback runs out instead of being broken), and the cut-off node
+    // never serves the version it cached once its lease has run out.
+    let before = open_cb(&cell, via);
+    cell.partition(via).unwrap();
+    let v3 = write_local(&cell, "v3", b"third version\n");
+    ok(cell.wos(writer, &["fs", "put", v3.to_str().unwrap(), "/cb/f"]));
+    let (code, body) = cell.curl(via, Some(&cell.admin), "GET", "/v1/fs/cb/f", &[]);
+    assert!(
+        code != 200 || body == "third version\n",
+        "a cut-off node served {body:?} (had {before:?}) after a newer write was acknowledged"
+    );
+    cell.heal(via).unwrap();
+    let back = wait_for(Duration::from_secs(30), || {
+        let (code, body) = cell.curl(via, Some(&cell.admin), "GET", "/v1/fs/cb/f", &[]);
+        (code == 200).then_some(body)
+    });
+    assert_eq!(back.as_deref(), Some("third version\n"));
+}
+
 #[test]
 fn acknowledged_writes_survive_a_crash_and_repair_restores_replicas() {
     let mut cell = Cell::start(bin(), 4, 3).expect("cell starts");
