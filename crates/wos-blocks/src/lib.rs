@@ -9,6 +9,8 @@
 //!   crash-safe writes (an acknowledged put survives a crash), verified reads
 //!   (a corrupt file is moved aside so that repair fetches a good copy), and
 //!   the collection of chunks no version refers to;
+//! * [`ChunkCache`]: chunks a node read from others, kept (LRU, bounded)
+//!   so that reading them again costs no network;
 //! * [`place`]: which nodes hold a chunk, by rendezvous hashing over the live
 //!   nodes weighted by their free space.
 //!
@@ -17,12 +19,14 @@
 //! and runs the blocking calls here on blocking threads. Keeping this crate
 //! to plain files and pure functions lets it be tested without a cell.
 
+mod cache;
 mod chunker;
 mod error;
 mod id;
 mod place;
 mod store;
 
+pub use cache::{CacheStats, ChunkCache};
 pub use chunker::{CHUNK_SIZE, Chunker};
 pub use error::{Error, Result};
 pub use id::{ChunkId, ParseChunkIdError};

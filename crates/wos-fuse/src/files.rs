@@ -74,9 +74,16 @@ impl ReadAhead {
 impl WosFs {
     pub(crate) fn do_open(&self, ino: u64, flags: i32) -> Result<u64, Errno> {
         // Close-to-open: every open sees the latest committed version.
+        let before = lock(&self.nodes).get(ino).map(|n| Tag::of(&n.entry));
         let e = self.stat_ino(ino)?;
         if Kind::of(&e) == Kind::Dir {
             return Err(Errno::EISDIR);
+        }
+        self.cache_put_in_parent(&e);
+        if before != Some(Tag::of(&e)) {
+            // The kernel still holds the old size (for up to a TTL) and
+            // would cut reads of a longer new version short.
+            self.forget_kernel_attrs(ino);
         }
         self.open_entry(&e, flags, false)
     }

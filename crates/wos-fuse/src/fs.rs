@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
     WriteFlags,
 };
@@ -110,6 +110,8 @@ pub(crate) struct WosFs {
     /// be held while taking this map, never the other way round.
     pub(crate) open_files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     next_fh: AtomicU64,
+    /// Tells the kernel to drop what it cached (set once the session runs).
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 /// Locks `m`, whether or not a panicking thread left it poisoned: every
@@ -140,7 +142,12 @@ pub(crate) fn file_type(kind: Kind) -> FileType {
 }
 
 impl WosFs {
-    pub(crate) fn new(remote: Remote, root: FsEntry, spools: SpoolDir) -> WosFs {
+    pub(crate) fn new(
+        remote: Remote,
+        root: FsEntry,
+        spools: SpoolDir,
+        notifier: Arc<OnceLock<Notifier>>,
+    ) -> WosFs {
         WosFs {
             remote,
             uid: nix_uid(),
@@ -151,6 +158,17 @@ impl WosFs {
             handles: Mutex::default(),
             open_files: Mutex::default(),
             next_fh: AtomicU64::new(1),
+            notifier,
+        }
+    }
+
+    /// Makes the kernel ask for `ino`'s attributes again (its pages are
+    /// dropped at every open anyway: no FOPEN_KEEP_CACHE).
+    pub(crate) fn forget_kernel_attrs(&self, ino: u64) {
+        if let Some(n) = self.notifier.get()
+            && let Err(e) = n.inval_inode(INodeNo(ino), -1, 0)
+        {
+            debug!("invalidating inode {ino}: {e}");
         }
     }
 

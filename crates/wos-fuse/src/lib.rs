@@ -35,6 +35,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, OnceLock};
 
 use fuser::{Config, MountOption, Session, SessionACL};
 use tokio::runtime::Handle;
@@ -130,12 +131,14 @@ pub fn mount(
             path: opts.cache_dir.clone().unwrap_or_else(std::env::temp_dir),
             source,
         })?;
-    let fs = WosFs::new(remote, root, spools);
+    let notifier = Arc::new(OnceLock::new());
+    let fs = WosFs::new(remote, root, spools, notifier.clone());
     let session =
         Session::new(fs, mountpoint, &config(&opts)).map_err(|source| MountError::Mount {
             path: mountpoint.to_path_buf(),
             source,
         })?;
+    let _ = notifier.set(session.notifier());
     info!("mounted the cell's files at {}", mountpoint.display());
     let watcher = opts
         .unmount_on_signal

@@ -66,6 +66,9 @@ pub struct Tuning {
     /// round trip to the metadata leader while nothing changed); off: every
     /// read asks the leader.
     pub fs_callbacks: bool,
+    /// Room for chunks read from other nodes (`DATA/chunk-cache`), in MiB;
+    /// the least recently used go first. 0 turns the cache off.
+    pub fs_cache_mib: u64,
 }
 
 impl Default for Tuning {
@@ -78,6 +81,7 @@ impl Default for Tuning {
             snapshot_keep_logs: 500,
             leader_wait_ms: 4000,
             fs_callbacks: true,
+            fs_cache_mib: 1024,
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct NodeCtx {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// WebFS callbacks: held by this node, and promised by it as leader.
     pub fs_cache: Arc<crate::fs_cache::FsCache>,
+    /// Chunks this node read from others (`DATA/chunk-cache`, LRU).
+    pub chunk_cache: Arc<wos_blocks::ChunkCache>,
 }
 
 impl NodeCtx {

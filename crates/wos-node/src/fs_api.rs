@@ -479,8 +479,9 @@ async fn replicate(ctx: &NodeCtx, id: &ChunkId, data: Bytes, r: usize) -> Result
     Ok(())
 }
 
-/// A chunk's bytes: from this node's store, or from the nodes most likely
-/// to hold it (rendezvous order over every node of the cell), verified.
+/// A chunk's bytes: from this node's store or its cache, or from the nodes
+/// most likely to hold it (rendezvous order over every node of the cell),
+/// verified, then cached.
 async fn fetch_chunk(ctx: &NodeCtx, id: &ChunkId) -> Result<Vec<u8>, ApiError> {
     let store = ctx.chunks.clone();
     let local_id = *id;
@@ -489,6 +490,26 @@ async fn fetch_chunk(ctx: &NodeCtx, id: &ChunkId) -> Result<Vec<u8>, ApiError> {
     {
         return Ok(data);
     }
+    let cache = ctx.chunk_cache.clone();
+    let cached_id = *id;
+    if let Ok(Some(data)) = tokio::task::spawn_blocking(move || cache.get(&cached_id)).await {
+        metrics::counter!("wos_fs_chunk_cache_total", "result" => "hit").increment(1);
+        return Ok(data);
+    }
+    metrics::counter!("wos_fs_chunk_cache_total", "result" => "miss").increment(1);
+    let data = fetch_remote_chunk(ctx, id).await?;
+    let (cache, cached_id, copy) = (ctx.chunk_cache.clone(), *id, data.clone());
+    // Kept in the background: the reader does not wait for the cache.
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = cache.put(&cached_id, &copy) {
+            tracing::debug!("caching chunk {cached_id}: {e}");
+        }
+    });
+    Ok(data)
+}
+
+/// A chunk's bytes from the nodes most likely to hold it, verified.
+async fn fetch_remote_chunk(ctx: &NodeCtx, id: &ChunkId) -> Result<Vec<u8>, ApiError> {
     let mut all: Vec<Candidate> = candidates(ctx);
     let alive: BTreeSet<String> = all.iter().map(|c| c.name.clone()).collect();
     let others: Vec<Candidate> = ctx.meta.read(|s| {

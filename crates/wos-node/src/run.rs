@@ -100,6 +100,13 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
         wos_blocks::ChunkStore::open(&dir.path("chunks"))
             .with_context(|| "opening the WebFS chunk store".to_string())?,
     );
+    let chunk_cache = Arc::new(
+        wos_blocks::ChunkCache::open(
+            &dir.path("chunk-cache"),
+            cfg.tuning.fs_cache_mib.saturating_mul(1 << 20),
+        )
+        .context("opening the chunk cache")?,
+    );
     let fs_cache = crate::fs_cache::FsCache::new(cfg.tuning.fs_callbacks);
     let ctx = Arc::new(NodeCtx {
         cfg: cfg.clone(),
@@ -118,6 +125,7 @@ pub async fn run_node(opts: RunOptions, shutdown: impl Future<Output = ()>) -> a
         chunks,
         metrics,
         fs_cache: fs_cache.clone(),
+        chunk_cache,
     });
     fs_cache.attach(&ctx);
     let app = crate::api::router(ctx.clone());

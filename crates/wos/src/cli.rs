@@ -232,6 +232,10 @@ pub struct UpArgs {
     /// Start a local development cell of this many nodes (separate processes).
     #[arg(long, default_value_t = 1)]
     pub nodes: u32,
+    /// Also mount the cell's files at this directory (as `wos mount` does,
+    /// with the admin identity), unmounted when the node stops.
+    #[arg(long, value_name = "DIR")]
+    pub mount: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -285,6 +289,14 @@ pub struct AgentArgs {
     /// Node name (default: the host name; made unique within the cell).
     #[arg(long, requires = "join")]
     pub name: Option<String>,
+    /// Also mount the cell's files at this directory once the node serves
+    /// (as `wos mount` does), unmounted when the node stops.
+    #[arg(long, value_name = "DIR")]
+    pub mount: Option<PathBuf>,
+    /// The identity the mount uses (default: DATA/admin.identity, which the
+    /// first node of a cell has).
+    #[arg(long, value_name = "FILE", requires = "mount")]
+    pub mount_identity: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]

@@ -11,7 +11,7 @@ use crate::client::write_client_config;
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,openraft=warn".into());
+        .unwrap_or_else(|_| "info,openraft=warn,fuser=error".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -115,13 +115,89 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         .await?;
         eprintln!("joined cell {} as node {}", cfg.cell, cfg.name);
     }
+    let mount = match a.mount {
+        Some(dir) => {
+            let identity = a
+                .mount_identity
+                .unwrap_or_else(|| data.join("admin.identity"));
+            if !identity.exists() {
+                bail!(
+                    "--mount needs an identity to use the cell's files with: {} does not exist \
+                     (pass --mount-identity FILE)",
+                    identity.display()
+                );
+            }
+            Some(MountAtStart { dir, identity })
+        }
+        None => None,
+    };
     let opts = RunOptions {
         data,
         listen: a.listen,
         advertise: a.advertise,
         on_ready: None,
     };
-    wos_node::run_node(opts, stop_signal()).await
+    run_with_mount(opts, mount).await
+}
+
+/// A mount to make once the node serves (`--mount`).
+struct MountAtStart {
+    dir: PathBuf,
+    identity: PathBuf,
+}
+
+/// Runs the node; with a mount, mounts the cell's files once the node
+/// serves and unmounts them before the node stops, so that files being
+/// written are uploaded while the node can still take them.
+async fn run_with_mount(mut opts: RunOptions, mount: Option<MountAtStart>) -> anyhow::Result<()> {
+    let Some(mount) = mount else {
+        return wos_node::run_node(opts, stop_signal()).await;
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<String>();
+    let announce = opts.on_ready.take();
+    opts.on_ready = Some(Box::new(move |url: &str| {
+        if let Some(f) = announce {
+            f(url);
+        }
+        let _ = ready_tx.send(url.to_string());
+    }));
+    let dir = mount.dir.clone();
+    let mounter = tokio::spawn(async move {
+        let url = ready_rx.await.ok()?;
+        let client = wos_api::Identity::load(&mount.identity)
+            .map_err(anyhow::Error::from)
+            .and_then(|id| Ok(wos_api::Client::new(&url, &id, Duration::from_secs(30))?));
+        let client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("cannot mount the cell's files: {e:#}");
+                return None;
+            }
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let opts = wos_fuse::MountOptions {
+            unmount_on_signal: false,
+            ..wos_fuse::MountOptions::default()
+        };
+        let dir = mount.dir.clone();
+        tracing::info!("mounting the cell's files at {}", dir.display());
+        Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = wos_fuse::mount(client, runtime, &dir, opts) {
+                tracing::error!("the mount at {} failed: {e}", dir.display());
+            }
+        }))
+    });
+    let unmount_first = async move {
+        stop_signal().await;
+        if let Err(e) = wos_fuse::unmount(&dir) {
+            tracing::warn!("unmounting {}: {e}", dir.display());
+        }
+    };
+    let result = wos_node::run_node(opts, unmount_first).await;
+    if let Ok(Some(thread)) = mounter.await {
+        let _ = tokio::time::timeout(Duration::from_secs(10), thread).await;
+    }
+    result
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -141,6 +217,9 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         bail!("--nodes must be at least 1");
     }
     if a.nodes > 1 {
+        if a.mount.is_some() {
+            bail!("--mount works with a single-node `wos up`: mount one node with `wos mount DIR`");
+        }
         return up_many(&data, &a.listen, a.nodes).await;
     }
     init_logging();
@@ -186,7 +265,11 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
             println!("In another terminal: wos status, wos node ls. Ctrl-C stops the cell.");
         })),
     };
-    wos_node::run_node(opts, stop_signal()).await
+    let mount = a.mount.map(|dir| MountAtStart {
+        dir,
+        identity: identity.clone(),
+    });
+    run_with_mount(opts, mount).await
 }
 
 /// `wos up --nodes N`: a local development cell of N separate processes on

@@ -381,3 +381,119 @@ fn refusals(a: &Mount) {
     );
     assert_eq!(errno(fs::remove_file(a.p("dir"))), Some(libc::EISDIR));
 }
+
+/// This node's count of WebFS reads that had to ask the metadata leader.
+fn leader_round_trips(cell: &Cell, via: usize) -> u64 {
+    let (code, body) = cell.curl(via, Some(&cell.admin), "GET", "/metrics", &[]);
+    assert_eq!(code, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix("wos_fs_leader_round_trips_total "))
+        .map(|v| v.trim().parse::<f64>().expect("a number") as u64)
+        .unwrap_or(0)
+}
+
+#[test]
+fn reopening_a_file_through_the_mount_asks_no_leader() {
+    if !can_mount() {
+        eprintln!("skipped: mounting with FUSE needs root and /dev/fuse");
+        return;
+    }
+    let cell = Cell::start(bin(), 3, 3).expect("cell starts");
+    let leader = cell.status(0).and_then(|s| s.leader).expect("a leader");
+    let via = (0..3)
+        .find(|i| cell.hosts[*i].name != leader)
+        .expect("a follower");
+    let m = Mount::start(&cell, via);
+    fs::create_dir(m.p("docs")).unwrap();
+    fs::write(m.p("docs/note"), b"cached\n").unwrap();
+    assert_eq!(fs::read(m.p("docs/note")).unwrap(), b"cached\n");
+    // Past the kernel's own attribute cache: every open below reaches the
+    // mount, and the mount asks its node.
+    std::thread::sleep(AFTER_TTL);
+    let before = leader_round_trips(&cell, via);
+    for _ in 0..3 {
+        assert_eq!(fs::read(m.p("docs/note")).unwrap(), b"cached\n");
+        let _ = fs::metadata(m.p("docs/note")).unwrap();
+        assert_eq!(names(&m.p("docs")), ["note"]);
+    }
+    assert_eq!(
+        leader_round_trips(&cell, via),
+        before,
+        "re-opening an unchanged file through the mount asked the metadata leader"
+    );
+    // Changed through another node: the next open here reads the change.
+    let local = cell.dir.path().join("new-note");
+    fs::write(&local, b"changed elsewhere\n").unwrap();
+    let other = (via + 1) % 3;
+    ok(cell.wos(other, &["fs", "put", local.to_str().unwrap(), "/docs/note"]));
+    assert_eq!(fs::read(m.p("docs/note")).unwrap(), b"changed elsewhere\n");
+    m.unmount();
+}
+
+#[test]
+fn wos_up_mounts_the_cells_files_and_unmounts_them_when_it_stops() {
+    if !can_mount() {
+        eprintln!("skipped: mounting with FUSE needs root and /dev/fuse");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let data_dir = tmp.path().join("data");
+    let log = tmp.path().join("up.log");
+    let out = fs::File::create(&log).unwrap();
+    // Its own HOME: `wos up` writes the CLI's default config there.
+    let mut up = Command::new(bin())
+        .args([
+            "up",
+            "--data",
+            data_dir.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ])
+        .args(["--mount", mnt.to_str().unwrap()])
+        .env("HOME", tmp.path())
+        .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let shown = wait_for(Duration::from_secs(30), || mounted(&mnt).then_some(()));
+    let log_text = || fs::read_to_string(&log).unwrap_or_default();
+    if shown.is_none() {
+        let _ = up.kill();
+        panic!("wos up --mount did not mount: {}", log_text());
+    }
+    fs::write(mnt.join("hello"), b"from the mount\n").unwrap();
+    let identity = data_dir.join("admin.identity");
+    let cat = Command::new(bin())
+        .args(["--cell", &format!("https://{listen}")])
+        .args(["--identity", identity.to_str().unwrap()])
+        .args(["fs", "cat", "/hello"])
+        .env("HOME", tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(ok(cat), "from the mount\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(up.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = wait_exit(&mut up, Duration::from_secs(30));
+    if status.is_none() {
+        let _ = up.kill();
+    }
+    assert!(!mounted(&mnt), "still mounted after wos up stopped");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "wos up: {status:?}: {}",
+        log_text()
+    );
+}
