@@ -292,6 +292,38 @@ fn reopening_an_unchanged_file_asks_no_leader_and_changes_show_at_once() {
     let listing: FsListing = serde_json::from_str(&body).unwrap();
     assert!(listing.entries.iter().any(|e| e.name == "g"), "{body}");
 
+    // One copy only: two nodes read it from the third, then from their
+    // own chunk cache.
+    ok(cell.wos(writer, &["fs", "mkdir", "/one"]));
+    ok(cell.wos(writer, &["fs", "replicas", "/one", "1"]));
+    let big = data(5 << 20, 3);
+    let local = write_local(&cell, "one", &big);
+    ok(cell.wos(writer, &["fs", "put", local.to_str().unwrap(), "/one/f"]));
+    let hits = |i: usize| {
+        let (_, body) = cell.curl(i, Some(&cell.admin), "GET", "/metrics", &[]);
+        body.lines()
+            .find_map(|l| l.strip_prefix("wos_fs_chunk_cache_total{result=\"hit\"} "))
+            .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+    };
+    let hits_before: u64 = (0..3).map(hits).sum();
+    for _ in 0..2 {
+        for i in 0..3 {
+            let back = cell.dir.path().join(format!("one-{i}"));
+            ok(cell.wos(i, &["fs", "get", "/one/f", back.to_str().unwrap()]));
+            assert!(
+                std::fs::read(&back).unwrap() == big,
+                "node {i} read other bytes"
+            );
+        }
+    }
+    // Two chunks, read a second time by the two nodes that lack them (the
+    // cache is filled in the background: allow a late first fill).
+    let hits_after: u64 = (0..3).map(hits).sum();
+    assert!(
+        hits_after - hits_before >= 2,
+        "no chunk came from a node's cache ({hits_before} -> {hits_after})"
+    );
+
     if !cell.can_partition() {
         return;
     }
