@@ -399,7 +399,7 @@ impl Promises {
             .into_iter()
             .filter_map(|(node, inos)| {
                 let l = self.leases.get(&node)?;
-                (l.expires > now).then(|| (node, l.id, l.expires, inos))
+                (l.expires > now).then_some((node, l.id, l.expires, inos))
             })
             .collect()
     }
