@@ -70,7 +70,7 @@ impl Default for MountOptions {
         MountOptions {
             cache_dir: None,
             allow_other: false,
-            threads: 4,
+            threads: 16,
             unmount_on_signal: true,
         }
     }

@@ -633,15 +633,21 @@ async fn put_file(
             .ok_or_else(|| ApiError::bad(format!("mode {m:?} is not an octal mode")))?,
         None => 0o644,
     };
-    ctx.meta.linearizable().await?;
-    let (parent, existing) = ctx.meta.read(|s| {
+    // The checks below are the friendly part: the metadata ops check
+    // again when they apply.
+    let (parent, existing) = crate::fs_cache::fresh_read(ctx, |s| {
         let parent = s.fs.resolve_follow(&parent_path).cloned();
         let existing = parent
             .as_ref()
             .ok()
             .and_then(|p| s.fs.lookup(p.ino, &name).cloned());
-        (parent, existing)
-    });
+        let deps = match &parent {
+            Ok(p) if s.fs.path_of(p.ino).is_some_and(|c| c == parent_path) => Some(chain(s, p.ino)),
+            _ => None,
+        };
+        ((parent, existing), deps)
+    })
+    .await?;
     let parent = parent.map_err(fs_error)?;
     if !parent.is_dir() {
         return Err(ApiError::new(
@@ -677,6 +683,23 @@ async fn put_file(
     let (size, chunks) = store_body(ctx, body, r).await?;
     let ino = match existing {
         Some(e) => e.ino,
+        None if size == 0 => {
+            // A new empty file (what `open(O_CREAT)` makes): one metadata
+            // write, no content to commit.
+            let created = apply(
+                ctx,
+                FsOp::Create {
+                    parent: parent.ino,
+                    name: name.clone(),
+                    mode,
+                    owner: who.id(),
+                    now_ms: now_millis(),
+                    exclusive,
+                },
+            )
+            .await?;
+            return Ok(put_answer(&path, &created.inode));
+        }
         None => {
             let created = apply(
                 ctx,
@@ -704,13 +727,17 @@ async fn put_file(
         },
     )
     .await?;
-    let tag = etag(&reply.inode);
-    Ok((
+    Ok(put_answer(&path, &reply.inode))
+}
+
+fn put_answer(path: &str, inode: &Inode) -> Response {
+    let tag = etag(inode);
+    (
         StatusCode::OK,
         [(header::ETAG, HeaderValue::from_str(&tag).expect("ascii"))],
-        Json(entry(&path, &reply.inode)),
+        Json(entry(path, inode)),
     )
-        .into_response())
+        .into_response()
 }
 
 /// Cuts the body into chunks and stores each on `r` nodes as it arrives;

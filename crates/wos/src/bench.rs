@@ -35,6 +35,10 @@ pub enum BenchCmd {
     /// Remote execution: round trip of `true` on a node, jobs per second,
     /// WebAssembly start-to-first-output, next to a local fork+exec.
     Run(crate::bench_exec::RunBench),
+    /// WebFS through a mount (`wos mount DIR` first): sequential write and
+    /// read, small files, stat, and `ls -l` of a large directory, each next
+    /// to the same work on the local disk.
+    Fs(crate::bench_fs::FsBench),
 }
 
 #[derive(Serialize)]
@@ -67,6 +71,7 @@ pub async fn run(g: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
         } => meta(g, writes, concurrency.max(1), json).await,
         BenchCmd::Cap { iterations, json } => cap(iterations.max(1), json),
         BenchCmd::Run(a) => crate::bench_exec::run(g, a).await,
+        BenchCmd::Fs(a) => tokio::task::spawn_blocking(move || crate::bench_fs::run(a)).await?,
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_exec;
+mod bench_fs;
 mod cap;
 mod cli;
 mod client;
