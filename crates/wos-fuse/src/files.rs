@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use fuser::{Errno, FileAttr};
 use tracing::{error, warn};
 use wos_api::{ApiFailure, FsEntry};
@@ -12,12 +12,8 @@ use wos_api::{ApiFailure, FsEntry};
 use crate::errno::io_errno;
 use crate::fs::{Handle, WosFs, lock};
 use crate::nodes::Kind;
-use crate::remote::Tag;
+use crate::remote::{Streaming, Tag};
 use crate::spool::{OpenFile, OpenState, Spool};
-
-/// WebFS's chunk size. The gateway reads whole chunks to answer a range,
-/// so sequential read-ahead stops at the end of the chunk being read.
-const CHUNK: u64 = 4 << 20;
 
 /// The least a non-sequential read fetches.
 const MIN_FETCH: u64 = 128 << 10;
@@ -39,28 +35,39 @@ pub(crate) struct FileState {
     ahead: Mutex<ReadAhead>,
 }
 
-/// The last range fetched from the cell for one handle.
+/// What one handle fetched from the cell: a window of bytes and, for a
+/// sequential reader, the stream that continues it (the gateway fetches a
+/// few chunks ahead on it, so reading never waits for a round trip per
+/// chunk).
 #[derive(Default)]
 struct ReadAhead {
     start: u64,
     data: Bytes,
     last_end: u64,
+    /// Yields the bytes from `start + data.len()` on.
+    stream: Option<Streaming>,
 }
 
 impl ReadAhead {
     fn covers(&self, start: u64, end: u64) -> bool {
-        start >= self.start && end <= self.start + self.data.len() as u64
+        start >= self.start && end <= self.window_end()
     }
 
-    /// Where a fetch starting at `start` that must reach `end` stops.
-    fn fetch_end(&self, start: u64, end: u64, len: u64) -> u64 {
-        let sequential = start.abs_diff(self.last_end) <= SEQUENTIAL_SLACK;
-        let want = if sequential {
-            (start / CHUNK + 1) * CHUNK
-        } else {
-            start + MIN_FETCH
-        };
-        want.max(end).min(len)
+    fn window_end(&self) -> u64 {
+        self.start + self.data.len() as u64
+    }
+
+    /// Whether the stream can serve a read at `start`: it begins inside
+    /// the window or a little after it (reads arrive slightly out of order
+    /// from the kernel's threads).
+    fn streams(&self, start: u64) -> bool {
+        self.stream.is_some()
+            && start >= self.start
+            && start <= self.window_end() + SEQUENTIAL_SLACK
+    }
+
+    fn is_sequential(&self, start: u64) -> bool {
+        start.abs_diff(self.last_end) <= SEQUENTIAL_SLACK
     }
 
     fn slice(&self, start: u64, end: u64) -> Bytes {
@@ -68,6 +75,16 @@ impl ReadAhead {
         let a = ((start - self.start) as usize).min(len);
         let b = ((end - self.start) as usize).min(len);
         self.data.slice(a..b)
+    }
+
+    /// Drops what lies well behind `offset`, keeping the window small.
+    fn trim(&mut self, offset: u64) {
+        let keep_from = offset.saturating_sub(SEQUENTIAL_SLACK).max(self.start);
+        let drop = (keep_from - self.start) as usize;
+        if drop > 0 {
+            self.data = self.data.slice(drop.min(self.data.len())..);
+            self.start = keep_from;
+        }
     }
 }
 
@@ -255,27 +272,82 @@ impl WosFs {
         }
         let end = h.size.min(offset + u64::from(size));
         let mut ahead = lock(&h.ahead);
-        if !ahead.covers(offset, end) {
-            let fetch_end = ahead.fetch_end(offset, end, h.size);
-            let path = self.path_of(h.ino)?;
-            let got = self
-                .remote
-                .read_range(&path, offset, fetch_end)
-                .map_err(|f| self.fail("read", &path, &f))?;
-            if got.tag != Some(h.tag) {
-                // Never a mix of two versions: the handle fails instead.
-                warn!(
-                    "{path} got a new version while open (had {}.{}): reading on would mix \
-                     versions; open it again to read the new one",
-                    h.tag.ino, h.tag.version
-                );
-                return Err(Errno::ESTALE);
-            }
-            ahead.start = offset;
-            ahead.data = got.data;
-        }
+        let data = if ahead.covers(offset, end) {
+            ahead.slice(offset, end)
+        } else if ahead.streams(offset) || ahead.is_sequential(offset) {
+            self.read_streaming(h, &mut ahead, offset, end)?
+        } else {
+            // A jump: a little more than asked, the window left as it is.
+            let fetch_end = h.size.min(offset + MIN_FETCH).max(end);
+            let got = self.fetch(h, offset, fetch_end)?;
+            got.slice(0..((end - offset) as usize).min(got.len()))
+        };
         ahead.last_end = end;
-        Ok(ahead.slice(offset, end))
+        Ok(data)
+    }
+
+    /// Serves `offset..end` from the handle's stream, starting one at
+    /// `offset` if the stream cannot reach it.
+    fn read_streaming(
+        &self,
+        h: &FileState,
+        ahead: &mut ReadAhead,
+        offset: u64,
+        end: u64,
+    ) -> Result<Bytes, Errno> {
+        let path = self.path_of(h.ino)?;
+        if !ahead.streams(offset) {
+            let stream = self
+                .remote
+                .open_stream(&path, offset, h.size)
+                .map_err(|f| self.fail("read", &path, &f))?;
+            self.check_version(h, &path, stream.tag)?;
+            ahead.stream = Some(stream);
+            ahead.start = offset;
+            ahead.data = Bytes::new();
+        }
+        if ahead.window_end() < end {
+            let mut window = BytesMut::from(&ahead.data[..]);
+            let stream = ahead.stream.as_mut().ok_or(Errno::EIO)?;
+            while ahead.start + (window.len() as u64) < end {
+                match self.remote.next_piece(stream) {
+                    Ok(Some(piece)) => window.extend_from_slice(&piece),
+                    Ok(None) => break,
+                    Err(f) => {
+                        ahead.stream = None;
+                        return Err(self.fail("read", &path, &f));
+                    }
+                }
+            }
+            ahead.data = window.freeze();
+        }
+        let data = ahead.slice(offset, end);
+        ahead.trim(offset);
+        Ok(data)
+    }
+
+    /// Bytes `start..end` of the version `h` opened, in one request.
+    fn fetch(&self, h: &FileState, start: u64, end: u64) -> Result<Bytes, Errno> {
+        let path = self.path_of(h.ino)?;
+        let got = self
+            .remote
+            .read_range(&path, start, end)
+            .map_err(|f| self.fail("read", &path, &f))?;
+        self.check_version(h, &path, got.tag)?;
+        Ok(got.data)
+    }
+
+    /// Never a mix of two versions: the handle fails instead.
+    fn check_version(&self, h: &FileState, path: &str, tag: Option<Tag>) -> Result<(), Errno> {
+        if tag == Some(h.tag) {
+            return Ok(());
+        }
+        warn!(
+            "{path} got a new version while open (had {}.{}): reading on would mix versions; \
+             open it again to read the new one",
+            h.tag.ino, h.tag.version
+        );
+        Err(Errno::ESTALE)
     }
 
     pub(crate) fn do_write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
@@ -456,23 +528,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sequential_reads_fetch_to_the_end_of_the_chunk() {
-        let mut ra = ReadAhead::default();
-        let len = 10 * CHUNK;
-        assert_eq!(ra.fetch_end(0, 4096, len), CHUNK);
-        ra.last_end = CHUNK;
-        assert_eq!(ra.fetch_end(CHUNK, CHUNK + 4096, len), 2 * CHUNK);
-        // A jump: only a little more than asked.
-        assert_eq!(
-            ra.fetch_end(7 * CHUNK, 7 * CHUNK + 10, len),
-            7 * CHUNK + MIN_FETCH
-        );
-        // Never past the end of the file.
-        ra.last_end = 9 * CHUNK;
-        assert_eq!(
-            ra.fetch_end(9 * CHUNK + 5, 9 * CHUNK + 10, 9 * CHUNK + 20),
-            9 * CHUNK + 20
-        );
+    fn reads_near_the_last_one_are_sequential() {
+        const CHUNK: u64 = 4 << 20;
+        let ra = ReadAhead {
+            last_end: CHUNK,
+            ..ReadAhead::default()
+        };
+        assert!(ra.is_sequential(CHUNK));
+        assert!(ra.is_sequential(CHUNK + 4096));
+        assert!(!ra.is_sequential(7 * CHUNK));
+        // No stream: nothing streams.
+        assert!(!ra.streams(CHUNK));
+    }
+
+    #[test]
+    fn trimming_keeps_a_little_behind_the_reader() {
+        let mut ra = ReadAhead {
+            start: 0,
+            data: Bytes::from(vec![7u8; 3 << 20]),
+            ..ReadAhead::default()
+        };
+        ra.trim(SEQUENTIAL_SLACK / 2);
+        assert_eq!(ra.start, 0);
+        ra.trim(2 << 20);
+        assert_eq!(ra.start, (2 << 20) - SEQUENTIAL_SLACK);
+        assert_eq!(ra.window_end(), 3 << 20);
     }
 
     #[test]
@@ -480,7 +560,7 @@ mod tests {
         let ra = ReadAhead {
             start: 100,
             data: Bytes::from_static(b"0123456789"),
-            last_end: 0,
+            ..ReadAhead::default()
         };
         assert!(ra.covers(100, 110));
         assert!(ra.covers(105, 107));

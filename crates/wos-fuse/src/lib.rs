@@ -6,12 +6,13 @@
 //! * A FUSE inode number is the WebFS object id, stable across renames; the
 //!   mount remembers each inode's parent and name to build paths.
 //! * Names and attributes are trusted for one second (see `fs::TTL`): a
-//!   change made elsewhere shows up here within that, until WebFS has
-//!   callbacks.
-//! * Reads are `Range` requests, with read-ahead to the end of the current
-//!   4 MiB chunk. A handle reads the version it opened; if another client
-//!   commits a new one meanwhile, its reads fail with ESTALE rather than mix
-//!   two versions.
+//!   change made elsewhere shows up in `stat` within that; an open always
+//!   asks the node, which answers from its cache under callbacks.
+//! * A sequential reader reads one streamed response from where it started
+//!   to the end of the file (the gateway fetches chunks ahead on it); other
+//!   reads are small `Range` requests. A handle reads the version it
+//!   opened; if another client commits a new one meanwhile, its reads fail
+//!   with ESTALE rather than mix two versions.
 //! * Writes are close-to-open, as in AFS: a file open for writing gets a
 //!   local spool file (filled from the cell on its first write, unless
 //!   created or truncated), and `close`/`fsync` upload it, streamed, as the

@@ -87,6 +87,12 @@ pub(crate) struct Range {
     pub data: Bytes,
 }
 
+/// A range being read as one response.
+pub(crate) struct Streaming {
+    pub tag: Option<Tag>,
+    resp: reqwest::Response,
+}
+
 pub(crate) struct Remote {
     client: Client,
     rt: Handle,
@@ -161,6 +167,33 @@ impl Remote {
                 .map_err(|e| failure(502, format!("reading {path} broke off: {e}")))?;
             Ok(Range { tag, data })
         })
+    }
+
+    /// Starts reading bytes `start..end` of the file at `path` as one
+    /// stream: the gateway fetches a few chunks ahead while the caller
+    /// takes pieces with [`Remote::next_piece`].
+    pub fn open_stream(&self, path: &str, start: u64, end: u64) -> Result<Streaming> {
+        self.block_on(async {
+            let req = self
+                .client
+                .request(Method::GET, &url(path, ""))
+                .timeout(TRANSFER_TIMEOUT)
+                .header(header::RANGE, format!("bytes={start}-{}", end - 1));
+            let resp = self.send(req).await?;
+            if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+                return Err(failure(416, format!("{path} is shorter than {end} bytes")));
+            }
+            Ok(Streaming {
+                tag: Tag::of_response(&resp),
+                resp,
+            })
+        })
+    }
+
+    /// The next piece of a stream; `None` at its end.
+    pub fn next_piece(&self, s: &mut Streaming) -> Result<Option<Bytes>> {
+        self.block_on(s.resp.chunk())
+            .map_err(|e| failure(502, format!("reading broke off: {e}")))
     }
 
     /// Streams the file at `path` (its first `limit` bytes, if given) into
