@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::FsError;
-use crate::model::{ChunkRef, Ino, Inode, Kind};
+use crate::model::{ChunkRef, Ino, Inode, Kind, SpecialKind};
 use crate::op::{FsOp, FsReply};
 use crate::path::{check_mode, check_name, check_owner, check_target};
 use crate::state::{FsState, Link};
@@ -38,6 +38,23 @@ impl FsState {
                 owner,
                 now_ms,
             } => self.symlink(*parent, name, target, owner, *now_ms),
+            FsOp::Mknod {
+                parent,
+                name,
+                kind,
+                rdev,
+                mode,
+                owner,
+                now_ms,
+            } => {
+                let new = NewSpecial {
+                    kind: *kind,
+                    rdev: *rdev,
+                    mode: *mode,
+                    owner,
+                };
+                self.mknod(*parent, name, new, *now_ms)
+            }
             FsOp::Commit {
                 ino,
                 if_version,
@@ -67,9 +84,18 @@ impl FsState {
                 ino,
                 mode,
                 owner,
+                atime_ms,
                 mtime_ms,
                 now_ms,
-            } => self.set_attr(*ino, *mode, owner.as_deref(), *mtime_ms, *now_ms),
+            } => {
+                let change = AttrChange {
+                    mode: *mode,
+                    owner: owner.as_deref(),
+                    atime_ms: *atime_ms,
+                    mtime_ms: *mtime_ms,
+                };
+                self.set_attr(*ino, change, *now_ms)
+            }
             FsOp::SetReplicas {
                 ino,
                 replicas,
@@ -162,6 +188,35 @@ impl FsState {
             parent,
             name,
             new_inode(ino, kind, 0o777, owner, now),
+        )))
+    }
+
+    fn mknod(
+        &mut self,
+        parent: Ino,
+        name: &str,
+        new: NewSpecial<'_>,
+        now: u64,
+    ) -> Result<FsReply, FsError> {
+        let path = self.check_new_entry(parent, name)?;
+        check_mode(&path, new.mode)?;
+        check_owner(&path, new.owner)?;
+        if new.rdev != 0 && !new.kind.has_rdev() {
+            return Err(FsError::Invalid {
+                path,
+                reason: format!("a {} has no device number", new.kind.describe()),
+            });
+        }
+        let ino = self.fresh_ino(&path)?;
+
+        let kind = Kind::Special {
+            kind: new.kind,
+            rdev: new.rdev,
+        };
+        Ok(reply(self.add(
+            parent,
+            name,
+            new_inode(ino, kind, new.mode, new.owner, now),
         )))
     }
 
@@ -346,31 +401,27 @@ impl FsState {
         Ok(reply(inode))
     }
 
-    fn set_attr(
-        &mut self,
-        ino: Ino,
-        mode: Option<u32>,
-        owner: Option<&str>,
-        mtime: Option<u64>,
-        now: u64,
-    ) -> Result<FsReply, FsError> {
+    fn set_attr(&mut self, ino: Ino, change: AttrChange<'_>, now: u64) -> Result<FsReply, FsError> {
         self.node(ino)?;
         let path = self.display(ino);
-        if let Some(mode) = mode {
+        if let Some(mode) = change.mode {
             check_mode(&path, mode)?;
         }
-        if let Some(owner) = owner {
+        if let Some(owner) = change.owner {
             check_owner(&path, owner)?;
         }
 
         let inode = self.node_mut(ino);
-        if let Some(mode) = mode {
+        if let Some(mode) = change.mode {
             inode.mode = mode;
         }
-        if let Some(owner) = owner {
+        if let Some(owner) = change.owner {
             inode.owner = owner.to_string();
         }
-        if let Some(mtime) = mtime {
+        if let Some(atime) = change.atime_ms {
+            inode.atime_ms = atime;
+        }
+        if let Some(mtime) = change.mtime_ms {
             inode.mtime_ms = mtime;
         }
         inode.ctime_ms = now;
@@ -437,6 +488,13 @@ impl FsState {
             Kind::Symlink { .. } => Err(FsError::Invalid {
                 path: path.to_string(),
                 reason: "is a symbolic link; only files have content".into(),
+            }),
+            Kind::Special { kind, .. } => Err(FsError::Invalid {
+                path: path.to_string(),
+                reason: format!(
+                    "is a {} (a special file); only files have content",
+                    kind.describe()
+                ),
             }),
         }
     }
@@ -532,6 +590,22 @@ impl FsState {
     }
 }
 
+/// The arguments of [`FsOp::Mknod`] past the place and the time.
+struct NewSpecial<'a> {
+    kind: SpecialKind,
+    rdev: u64,
+    mode: u32,
+    owner: &'a str,
+}
+
+/// The arguments of [`FsOp::SetAttr`]: `None` leaves an attribute alone.
+struct AttrChange<'a> {
+    mode: Option<u32>,
+    owner: Option<&'a str>,
+    atime_ms: Option<u64>,
+    mtime_ms: Option<u64>,
+}
+
 fn new_inode(ino: Ino, kind: Kind, mode: u32, owner: &str, now: u64) -> Inode {
     let nlink = if matches!(kind, Kind::Dir { .. }) {
         2
@@ -543,6 +617,7 @@ fn new_inode(ino: Ino, kind: Kind, mode: u32, owner: &str, now: u64) -> Inode {
         kind,
         mode,
         owner: owner.to_string(),
+        atime_ms: now,
         mtime_ms: now,
         ctime_ms: now,
         nlink,

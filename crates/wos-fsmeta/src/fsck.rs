@@ -35,7 +35,7 @@ impl FsState {
         }
     }
 
-    /// Each inode on its own: id, mode, nlink, size.
+    /// Each inode on its own: id, mode, nlink, size, device number.
     fn check_inodes(&self, problems: &mut Vec<String>) {
         for (key, inode) in &self.inodes {
             let ino = inode.ino;
@@ -60,6 +60,15 @@ impl FsState {
             };
             if u64::from(inode.nlink) != nlink {
                 problems.push(format!("{ino} has nlink {}, not {nlink}", inode.nlink));
+            }
+            if let Kind::Special { kind, rdev } = &inode.kind
+                && *rdev != 0
+                && !kind.has_rdev()
+            {
+                problems.push(format!(
+                    "{ino} is a {} with device number {rdev}",
+                    kind.describe()
+                ));
             }
             if let Kind::File { size, chunks, .. } = &inode.kind {
                 let sum: u64 = chunks.iter().map(|c| u64::from(c.len)).sum();

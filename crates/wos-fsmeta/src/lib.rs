@@ -2,7 +2,8 @@
 //!
 //! Owns the cell's file-system metadata: directories and their entries,
 //! files as versioned lists of content-addressed chunks ([`ChunkRef`]),
-//! symbolic links, attributes, and per-directory replication factors. It is
+//! symbolic links, special files (FIFOs, sockets, device nodes: names
+//! only), attributes, and per-directory replication factors. It is
 //! a plain library: the cell's Raft state machine embeds an [`FsState`] and
 //! applies [`FsOp`]s in log order, so every replica reaches the same state.
 //!
@@ -26,7 +27,7 @@ mod path;
 mod state;
 
 pub use error::{Errno, FsError};
-pub use model::{ChunkRef, DEFAULT_REPLICAS, Ino, Inode, Kind, MODE_MASK};
+pub use model::{ChunkRef, DEFAULT_REPLICAS, Ino, Inode, Kind, MODE_MASK, SpecialKind};
 pub use op::{FsOp, FsReply};
 pub use path::{MAX_NAME, MAX_PATH, check_name, parse_path};
 pub use state::{FsState, MAX_SYMLINK_FOLLOWS};

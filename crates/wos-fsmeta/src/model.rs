@@ -50,7 +50,7 @@ impl fmt::Debug for ChunkRef {
     }
 }
 
-/// A file, directory or symbolic link.
+/// A file, directory, symbolic link or special file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inode {
     pub ino: Ino,
@@ -59,6 +59,10 @@ pub struct Inode {
     pub mode: u32,
     /// Principal id of the owner, like `user:alice`.
     pub owner: String,
+    /// Last access as set at creation or by `utimensat`, ms since the epoch.
+    /// Reads do not move it: a network file system that wrote metadata on
+    /// every read would turn each read into a consensus round (`noatime`).
+    pub atime_ms: u64,
     /// Last change of the contents (file data, directory entries), ms since the epoch.
     pub mtime_ms: u64,
     /// Last change of the contents or the attributes, ms since the epoch.
@@ -90,6 +94,41 @@ pub enum Kind {
     Symlink {
         target: String,
     },
+    /// A FIFO, socket or device node: a name with attributes and no data.
+    /// What it does comes from the kernel of whoever opens it (a FIFO
+    /// connects local programs only); WebFS only keeps its place.
+    Special {
+        kind: SpecialKind,
+        /// The device number as Linux's `st_rdev` shows it (0 for FIFOs
+        /// and sockets).
+        rdev: u64,
+    },
+}
+
+/// Which kind of special file a [`Kind::Special`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SpecialKind {
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl SpecialKind {
+    /// A short word for messages and listings.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SpecialKind::Fifo => "fifo",
+            SpecialKind::Socket => "socket",
+            SpecialKind::CharDevice => "character device",
+            SpecialKind::BlockDevice => "block device",
+        }
+    }
+
+    /// Only device nodes have a device number.
+    pub fn has_rdev(self) -> bool {
+        matches!(self, SpecialKind::CharDevice | SpecialKind::BlockDevice)
+    }
 }
 
 impl Kind {
@@ -99,6 +138,7 @@ impl Kind {
             Kind::Dir { .. } => "directory",
             Kind::File { .. } => "file",
             Kind::Symlink { .. } => "symbolic link",
+            Kind::Special { kind, .. } => kind.describe(),
         }
     }
 }
@@ -125,12 +165,13 @@ impl Inode {
     }
 
     /// Size in bytes as `stat` shows it: file length, symlink target length,
-    /// directory entry count.
+    /// directory entry count, 0 for special files.
     pub fn size(&self) -> u64 {
         match &self.kind {
             Kind::File { size, .. } => *size,
             Kind::Symlink { target } => target.len() as u64,
             Kind::Dir { entries, .. } => entries.len() as u64,
+            Kind::Special { .. } => 0,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ChunkRef, Ino, Inode};
+use crate::model::{ChunkRef, Ino, Inode, SpecialKind};
 
 /// A change to the namespace. Every variant that changes a time carries the
 /// proposer's clock (`now_ms`, ms since the epoch): replicas apply the same
@@ -36,6 +36,17 @@ pub enum FsOp {
         parent: Ino,
         name: String,
         target: String,
+        owner: String,
+        now_ms: u64,
+    },
+    /// Creates a special file (FIFO, socket, device node). `rdev` must be 0
+    /// unless it is a device node.
+    Mknod {
+        parent: Ino,
+        name: String,
+        kind: SpecialKind,
+        rdev: u64,
+        mode: u32,
         owner: String,
         now_ms: u64,
     },
@@ -78,6 +89,7 @@ pub enum FsOp {
         ino: Ino,
         mode: Option<u32>,
         owner: Option<String>,
+        atime_ms: Option<u64>,
         mtime_ms: Option<u64>,
         now_ms: u64,
     },
@@ -99,6 +111,7 @@ impl FsOp {
         match self {
             FsOp::Mkdir { parent, .. }
             | FsOp::Create { parent, .. }
+            | FsOp::Mknod { parent, .. }
             | FsOp::Symlink { parent, .. }
             | FsOp::Unlink { parent, .. }
             | FsOp::Rmdir { parent, .. } => vec![*parent],

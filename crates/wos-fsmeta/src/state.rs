@@ -101,6 +101,7 @@ impl Default for FsState {
             },
             mode: 0o755,
             owner: "user:admin".to_string(),
+            atime_ms: 0,
             mtime_ms: 0,
             ctime_ms: 0,
             nlink: 2,
@@ -194,8 +195,8 @@ impl FsState {
                     dir = child.ino;
                     found = dir;
                 }
-                Kind::File { .. } if pending.is_empty() => found = child.ino,
-                Kind::File { .. } => {
+                Kind::File { .. } | Kind::Special { .. } if pending.is_empty() => found = child.ino,
+                Kind::File { .. } | Kind::Special { .. } => {
                     return Err(FsError::NotDir {
                         path: self.entry_path(dir, name),
                     });

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use wos_fsmeta::{ChunkRef, FsOp, FsState, Ino, Inode, Kind};
+use wos_fsmeta::{ChunkRef, FsOp, FsState, Ino, Inode, Kind, SpecialKind};
 
 const NAMES: &[&str] = &["a", "b", "c", "d"];
 
@@ -70,6 +70,17 @@ fn owner() -> impl Strategy<Value = String> {
         .prop_map(str::to_string)
 }
 
+fn special() -> impl Strategy<Value = SpecialKind> {
+    prop::sample::select(
+        &[
+            SpecialKind::Fifo,
+            SpecialKind::Socket,
+            SpecialKind::CharDevice,
+            SpecialKind::BlockDevice,
+        ][..],
+    )
+}
+
 /// A chunk's length follows from its id, as for real content hashes.
 fn chunk() -> impl Strategy<Value = ChunkRef> {
     (0u8..5).prop_map(|n| ChunkRef {
@@ -95,6 +106,11 @@ fn op() -> impl Strategy<Value = FsOp> {
             .prop_map(move |(name, target, now_ms)| FsOp::Symlink {
                 parent: none, name, target: target.into(), owner: "user:alice".into(), now_ms
             }),
+        1 => (name(), special(), prop_oneof![4 => Just(0u64), 1 => Just(0x0801)], mode(),
+              now.clone())
+            .prop_map(move |(name, kind, rdev, mode, now_ms)| FsOp::Mknod {
+                parent: none, name, kind, rdev, mode, owner: "user:alice".into(), now_ms
+            }),
         4 => (prop::option::of(0u64..3), prop::collection::vec(chunk(), 0..4),
               prop::bool::weighted(0.1), now.clone())
             .prop_map(move |(if_version, chunks, wrong_size, now_ms)| {
@@ -114,9 +130,9 @@ fn op() -> impl Strategy<Value = FsOp> {
             parent: none, name: String::new(), now_ms
         }),
         1 => (prop::option::of(mode()), prop::option::of(owner()),
-              prop::option::of(now.clone()), now.clone())
-            .prop_map(move |(mode, owner, mtime_ms, now_ms)| FsOp::SetAttr {
-                ino: none, mode, owner, mtime_ms, now_ms
+              prop::option::of(now.clone()), prop::option::of(now.clone()), now.clone())
+            .prop_map(move |(mode, owner, atime_ms, mtime_ms, now_ms)| FsOp::SetAttr {
+                ino: none, mode, owner, atime_ms, mtime_ms, now_ms
             }),
         1 => (prop::option::of(0u8..4), now).prop_map(move |(replicas, now_ms)| {
             FsOp::SetReplicas { ino: none, replicas, now_ms }
@@ -167,9 +183,10 @@ fn bind(state: &FsState, step: &Step) -> FsOp {
     let mut op = step.op.clone();
     let first = |want| choose(state, step.first, want);
     match &mut op {
-        FsOp::Mkdir { parent, .. } | FsOp::Create { parent, .. } | FsOp::Symlink { parent, .. } => {
-            *parent = first(Want::Dir)
-        }
+        FsOp::Mkdir { parent, .. }
+        | FsOp::Create { parent, .. }
+        | FsOp::Symlink { parent, .. }
+        | FsOp::Mknod { parent, .. } => *parent = first(Want::Dir),
         FsOp::Commit { ino, .. } | FsOp::Truncate { ino, .. } => *ino = first(Want::File),
         FsOp::SetAttr { ino, .. } => *ino = first(Want::Any),
         FsOp::SetReplicas { ino, .. } => *ino = first(Want::Dir),

@@ -132,6 +132,9 @@ impl WosFs {
             return Err(Errno::EISDIR);
         }
         self.cache_put(parent, &e);
+        if created {
+            self.dir_changed(parent);
+        }
         let fh = self.open_entry(&e, flags, created)?;
         Ok((self.hand_out(parent, &e), fh))
     }
@@ -418,7 +421,7 @@ impl WosFs {
             let mut st = open.lock();
             if let Some(s) = st.spool.as_mut() {
                 s.set_len(size).map_err(|e| io_errno(&e))?;
-                s.dirty = false;
+                s.saved();
             }
             open.publish(&st);
         }
@@ -441,8 +444,18 @@ impl WosFs {
             Err(Errno::ENOENT) if self.is_unlinked(ino) => {}
             Err(e) => return Err(e),
         }
-        spool.dirty = false;
+        spool.saved();
+        open.publish(&st);
         Ok(())
+    }
+
+    /// Uploads this mount's changes to `ino` now, if it has it open.
+    pub(crate) fn commit_open(&self, ino: u64) -> Result<(), Errno> {
+        let open = lock(&self.open_files).get(&ino).cloned();
+        match open {
+            Some(open) => self.commit(ino, &open),
+            None => Ok(()),
+        }
     }
 
     fn is_unlinked(&self, ino: u64) -> bool {

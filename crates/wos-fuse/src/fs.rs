@@ -3,7 +3,7 @@
 //! unpack arguments and send replies. The work is in `namespace.rs` (names,
 //! attributes, directories) and `files.rs` (open files and their data).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +21,7 @@ use wos_api::{ApiFailure, FsEntry};
 
 use crate::errno::{errno, io_errno};
 use crate::files::FileState;
+use crate::namespace::AttrChange;
 use crate::nodes::{Kind, NoPath, Nodes};
 use crate::remote::{Fail, Remote};
 use crate::spool::{OpenFile, SpoolDir};
@@ -105,6 +106,11 @@ pub(crate) struct WosFs {
     pub(crate) spools: SpoolDir,
     pub(crate) nodes: Mutex<Nodes>,
     listings: Mutex<HashMap<u64, Arc<Listing>>>,
+    /// Directories this mount changed (an entry made, removed or moved):
+    /// their own attributes (times, link count, size), as the listing of
+    /// the directory above caches them, are out of date, so the next
+    /// lookup or getattr asks the cell instead.
+    stale: Mutex<HashSet<u64>>,
     pub(crate) handles: Mutex<HashMap<u64, Handle>>,
     /// Files open through this mount. Lock order: an `OpenFile`'s state may
     /// be held while taking this map, never the other way round.
@@ -133,12 +139,33 @@ pub(crate) fn utf8(name: &OsStr) -> Result<&str, Errno> {
     name.to_str().ok_or(Errno::EILSEQ)
 }
 
+/// A directory entry's name: at most NAME_MAX bytes (FUSE itself lets up to
+/// 1024 through), in UTF-8.
+pub(crate) fn entry_name(name: &OsStr) -> Result<&str, Errno> {
+    if name.len() > NAME_MAX as usize {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    utf8(name)
+}
+
+/// WebFS's longest name, in bytes (what `statfs` reports too).
+pub(crate) const NAME_MAX: u32 = 255;
+
 pub(crate) fn file_type(kind: Kind) -> FileType {
     match kind {
         Kind::File => FileType::RegularFile,
         Kind::Dir => FileType::Directory,
         Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
     }
+}
+
+/// A WebFS time (ms since the epoch) as the kernel takes it.
+fn time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 impl WosFs {
@@ -155,6 +182,7 @@ impl WosFs {
             spools,
             nodes: Mutex::new(Nodes::new(root)),
             listings: Mutex::default(),
+            stale: Mutex::default(),
             handles: Mutex::default(),
             open_files: Mutex::default(),
             next_fh: AtomicU64::new(1),
@@ -207,7 +235,7 @@ impl WosFs {
 
     /// The path of `name` in directory `parent`, and the name as a string.
     pub(crate) fn child_path(&self, parent: u64, name: &OsStr) -> Result<(String, String), Errno> {
-        let name = utf8(name)?;
+        let name = entry_name(name)?;
         Ok((join(&self.path_of(parent)?, name), name.to_string()))
     }
 
@@ -220,41 +248,61 @@ impl WosFs {
     /// What the kernel is shown for `e`.
     pub(crate) fn attr(&self, e: &FsEntry) -> FileAttr {
         let kind = Kind::of(e);
-        // A file this mount is writing: its local length, as the writer
-        // sees it before it closes.
-        let size = match kind {
-            Kind::File => self.local_len(e.ino).unwrap_or(e.size),
-            _ => e.size,
-        };
+        let mut mtime = e.mtime_ms;
+        // Nodes older than ctime report 0: the mtime is the best guess.
+        let mut ctime = e.ctime_ms.max(e.mtime_ms);
+        let mut size = e.size;
+        if kind == Kind::File
+            && let Some(open) = self.open_file(e.ino)
+        {
+            // A file this mount is writing: its local length and change
+            // time, as the writer sees them before it closes.
+            size = open.spool_len().unwrap_or(size);
+            if let Some(t) = open.changed_ms().filter(|t| *t > mtime) {
+                mtime = t;
+                ctime = ctime.max(t);
+            }
+        }
         let blocks = if kind == Kind::File {
             size.div_ceil(512)
         } else {
             0
         };
-        let t = UNIX_EPOCH + Duration::from_millis(e.mtime_ms);
         FileAttr {
             ino: INodeNo(e.ino),
             size,
             blocks,
-            atime: t,
-            mtime: t,
-            ctime: t,
-            crtime: t,
+            atime: time(e.atime_ms),
+            mtime: time(mtime),
+            ctime: time(ctime),
+            crtime: time(e.mtime_ms.min(ctime)),
             kind: file_type(kind),
             perm: (e.mode & 0o7777) as u16,
-            // Directories: 1 says "not counted", so that tools do not infer
-            // the number of subdirectories from it.
-            nlink: 1,
+            nlink: e.nlink,
             uid: self.uid,
             gid: self.gid,
-            rdev: 0,
+            // The kernel's encoding, which is also what Linux's stat shows
+            // for any device number below 4096:1048576.
+            rdev: e.rdev as u32,
             blksize: BLKSIZE,
             flags: 0,
         }
     }
 
-    fn local_len(&self, ino: u64) -> Option<u64> {
-        lock(&self.open_files).get(&ino)?.spool_len()
+    fn open_file(&self, ino: u64) -> Option<Arc<OpenFile>> {
+        lock(&self.open_files).get(&ino).cloned()
+    }
+
+    /// This mount changed `dir`'s entries: see `stale`.
+    pub(crate) fn dir_changed(&self, dir: u64) {
+        lock(&self.stale).insert(dir);
+    }
+
+    /// Whether `ino`'s cached attributes are out of date, forgetting that
+    /// they were: the caller asks the cell. (Taken out before asking, so a
+    /// change made meanwhile marks it again.)
+    pub(crate) fn take_stale(&self, ino: u64) -> bool {
+        lock(&self.stale).remove(&ino)
     }
 
     /// Records that the kernel now holds `e` (as `parent`'s child) and
@@ -411,13 +459,15 @@ impl Filesystem for WosFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        if atime.is_some() || mtime.is_some() {
-            // Accepted and ignored: WebFS stamps a file when a version is
-            // committed and has no call to set times, so `touch` succeeds
-            // and the next write sets the time.
-            debug!("ignoring new times of inode {ino}");
-        }
-        match self.do_setattr(ino.0, mode, uid, gid, size) {
+        let change = AttrChange {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+        };
+        match self.do_setattr(ino.0, change) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(e),
         }
@@ -437,10 +487,10 @@ impl Filesystem for WosFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply_entry(reply, self.do_mknod(parent.0, name, mode, umask));
+        reply_entry(reply, self.do_mknod(parent.0, name, mode & !umask, rdev));
     }
 
     fn mkdir(
@@ -622,7 +672,7 @@ impl Filesystem for WosFs {
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let s = self.do_statfs();
         reply.statfs(
-            s.blocks, s.blocks, s.blocks, s.files, s.files, s.bsize, 255, s.bsize,
+            s.blocks, s.blocks, s.blocks, s.files, s.files, s.bsize, NAME_MAX, s.bsize,
         );
     }
 
@@ -664,6 +714,10 @@ mod tests {
             mode: 0o644,
             owner: "user:admin".into(),
             mtime_ms: 0,
+            ctime_ms: 0,
+            atime_ms: 0,
+            nlink: 1,
+            rdev: 0,
             target: None,
             chunks: 0,
         }

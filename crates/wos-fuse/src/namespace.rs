@@ -3,13 +3,14 @@
 use std::ffi::OsStr;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use fuser::{Errno, FileAttr, FileType, INodeNo, RenameFlags, ReplyDirectory};
+use fuser::{Errno, FileAttr, FileType, INodeNo, RenameFlags, ReplyDirectory, TimeOrNow};
 use tracing::debug;
-use wos_api::{FsEntry, FsOpRequest};
+use wos_api::{FsEntry, FsOpRequest, SpecialKind};
 
 use crate::errno::errno;
-use crate::fs::{Handle, WosFs, file_type, join, lock, utf8};
+use crate::fs::{Handle, WosFs, entry_name, file_type, join, lock, utf8};
 use crate::nodes::{Kind, ROOT};
 
 /// What `statfs` reports.
@@ -30,6 +31,27 @@ const MODE_BITS: u32 = 0o7777;
 
 /// Inode numbers of traverse-only directories, far above WebFS's ids.
 const HIDDEN_INO: u64 = 1 << 62;
+
+/// What a `setattr` asks to change (`None`: leave it).
+pub(crate) struct AttrChange {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeOrNow>,
+    pub mtime: Option<TimeOrNow>,
+}
+
+/// A time as WebFS keeps it: ms since the epoch, which cannot say "before
+/// 1970" (EINVAL rather than a silently different time).
+fn webfs_time(t: TimeOrNow) -> Result<u64, Errno> {
+    let t = match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    };
+    let since = t.duration_since(UNIX_EPOCH).map_err(|_| Errno::EINVAL)?;
+    u64::try_from(since.as_millis()).map_err(|_| Errno::EINVAL)
+}
 
 /// A directory this identity may not read, shown as POSIX shows one without
 /// read permission: it can be passed through, not listed (mode 0111). Its
@@ -53,6 +75,10 @@ pub(crate) fn traverse_only(path: &str, name: &str) -> FsEntry {
         mode: 0o111,
         owner: String::new(),
         mtime_ms: 0,
+        ctime_ms: 0,
+        atime_ms: 0,
+        nlink: 2,
+        rdev: 0,
         target: None,
         chunks: 0,
     }
@@ -60,7 +86,7 @@ pub(crate) fn traverse_only(path: &str, name: &str) -> FsEntry {
 
 impl WosFs {
     pub(crate) fn do_lookup(&self, parent: u64, name: &OsStr) -> Result<FileAttr, Errno> {
-        let name = utf8(name)?;
+        let name = entry_name(name)?;
         // A lookup reads the parent's listing, not `stat`: only a listing
         // shows a symlink as itself. `ls -l` then costs one listing, not one
         // request per entry.
@@ -70,7 +96,28 @@ impl WosFs {
             Err(e) => return Err(e),
         };
         let e = listing.find(name).ok_or(Errno::ENOENT)?;
+        if self.take_stale(e.ino) {
+            let e = self.fresh_stale(parent, e)?;
+            return Ok(self.hand_out(parent, &e));
+        }
         Ok(self.hand_out(parent, e))
+    }
+
+    /// A directory this mount changed, as the cell has it now (its
+    /// parent's cached listing has the old attributes), put into that
+    /// listing.
+    fn fresh_stale(&self, parent: u64, cached: &FsEntry) -> Result<FsEntry, Errno> {
+        let path = join(&self.path_of(parent)?, &cached.name);
+        match self.remote.stat(&path) {
+            Ok(e) => {
+                self.cache_put(parent, &e);
+                Ok(e)
+            }
+            Err(f) => {
+                self.dir_changed(cached.ino);
+                Err(self.fail("stat", &path, &f))
+            }
+        }
     }
 
     /// A name in a directory this identity may not read: the entry itself
@@ -135,9 +182,12 @@ impl WosFs {
         kind: Kind,
     ) -> Result<FsEntry, Errno> {
         // `stat` follows symlinks, so a symlink is only seen in its
-        // directory's listing; for the others a fresh listing saves a trip.
+        // directory's listing; for the others a fresh listing saves a trip,
+        // unless this mount has changed them since (only directories).
+        let stale = self.take_stale(ino);
         let listing = match kind {
             Kind::Symlink => Some(self.listing(parent, false)?),
+            _ if stale => None,
             _ => self.cached_listing(parent),
         };
         if let Some(l) = listing {
@@ -147,7 +197,19 @@ impl WosFs {
                 _ => {}
             }
         }
-        self.stat_ino(ino)
+        match self.stat_ino(ino) {
+            Ok(e) => {
+                // Lookups in the parent see these newer attributes too.
+                self.cache_put(parent, &e);
+                Ok(e)
+            }
+            Err(err) => {
+                if stale {
+                    self.dir_changed(ino);
+                }
+                Err(err)
+            }
+        }
     }
 
     /// A fresh `stat` of `ino` through its path, which must still name it.
@@ -167,26 +229,47 @@ impl WosFs {
         Ok(e)
     }
 
-    pub(crate) fn do_setattr(
-        &self,
-        ino: u64,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-    ) -> Result<FileAttr, Errno> {
+    pub(crate) fn do_setattr(&self, ino: u64, change: AttrChange) -> Result<FileAttr, Errno> {
         let (my_uid, my_gid) = self.owner();
-        if uid.is_some_and(|u| u != my_uid) || gid.is_some_and(|g| g != my_gid) {
+        if change.uid.is_some_and(|u| u != my_uid) || change.gid.is_some_and(|g| g != my_gid) {
             // Owners are cell principals, which no local uid names.
             return Err(Errno::EPERM);
         }
-        if let Some(mode) = mode {
+        if let Some(mode) = change.mode {
             self.chmod(ino, mode & MODE_BITS)?;
         }
-        if let Some(size) = size {
+        if let Some(size) = change.size {
             self.truncate(ino, size)?;
         }
+        if change.atime.is_some() || change.mtime.is_some() {
+            self.set_times(ino, change.atime, change.mtime)?;
+        }
         self.do_getattr(ino)
+    }
+
+    /// utimensat(2) and its relatives.
+    fn set_times(
+        &self,
+        ino: u64,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+    ) -> Result<(), Errno> {
+        let req = FsOpRequest::Times {
+            atime_ms: atime.map(webfs_time).transpose()?,
+            mtime_ms: mtime.map(webfs_time).transpose()?,
+        };
+        // Changes still spooled here would stamp the file again when they
+        // are uploaded at close; `cp -p` and `tar` set the times of a file
+        // they still hold open, so those changes go first.
+        self.commit_open(ino)?;
+        let path = self.path_of(ino)?;
+        let e = self
+            .remote
+            .op(&path, &req)
+            .map_err(|f| self.fail("utimens", &path, &f))?;
+        lock(&self.nodes).refresh(&e);
+        self.cache_put_in_parent(&e);
+        Ok(())
     }
 
     fn chmod(&self, ino: u64, mode: u32) -> Result<(), Errno> {
@@ -229,6 +312,7 @@ impl WosFs {
             .op(&path, &req)
             .map_err(|f| self.fail("mkdir", &path, &f))?;
         self.cache_put(parent, &e);
+        self.dir_changed(parent);
         Ok(self.hand_out(parent, &e))
     }
 
@@ -245,26 +329,45 @@ impl WosFs {
             .op(&path, &FsOpRequest::Symlink { target })
             .map_err(|f| self.fail("symlink", &path, &f))?;
         self.cache_put(parent, &e);
+        self.dir_changed(parent);
         Ok(self.hand_out(parent, &e))
     }
 
-    /// Regular files only: WebFS has no devices, FIFOs or sockets.
+    /// mknod(2), mkfifo(3) and binding a Unix socket: a regular file, or a
+    /// special file, which WebFS keeps as a name with attributes. The mount
+    /// is `nodev`, so a device node here cannot be opened; a FIFO or socket
+    /// works between programs on this machine (the kernel does that).
     pub(crate) fn do_mknod(
         &self,
         parent: u64,
         name: &OsStr,
         mode: u32,
-        umask: u32,
+        rdev: u32,
     ) -> Result<FileAttr, Errno> {
-        if mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(Errno::EPERM);
-        }
         let (path, _) = self.child_path(parent, name)?;
-        let e = self
-            .remote
-            .create(&path, mode & !umask & MODE_BITS)
-            .map_err(|f| self.fail("mknod", &path, &f))?;
+        let perm = mode & MODE_BITS;
+        let (kind, rdev) = match mode & libc::S_IFMT {
+            libc::S_IFREG => (None, 0),
+            libc::S_IFIFO => (Some(SpecialKind::Fifo), 0),
+            libc::S_IFSOCK => (Some(SpecialKind::Socket), 0),
+            libc::S_IFCHR => (Some(SpecialKind::Char), u64::from(rdev)),
+            libc::S_IFBLK => (Some(SpecialKind::Block), u64::from(rdev)),
+            _ => return Err(Errno::EINVAL),
+        };
+        let made = match kind {
+            None => self.remote.create(&path, perm),
+            Some(kind) => {
+                let req = FsOpRequest::Mknod {
+                    kind,
+                    mode: Some(perm),
+                    rdev,
+                };
+                self.remote.op(&path, &req)
+            }
+        };
+        let e = made.map_err(|f| self.fail("mknod", &path, &f))?;
         self.cache_put(parent, &e);
+        self.dir_changed(parent);
         Ok(self.hand_out(parent, &e))
     }
 
@@ -284,6 +387,7 @@ impl WosFs {
             .map_err(|f| self.fail(if dir { "rmdir" } else { "unlink" }, &path, &f))?;
         lock(&self.nodes).unlink(parent, &name);
         self.cache_remove(parent, &name);
+        self.dir_changed(parent);
         Ok(())
     }
 
@@ -314,6 +418,8 @@ impl WosFs {
         lock(&self.nodes).rename(parent, &name, new_parent, &moved);
         self.cache_remove(parent, &name);
         self.cache_put(new_parent, &moved);
+        self.dir_changed(parent);
+        self.dir_changed(new_parent);
         Ok(())
     }
 

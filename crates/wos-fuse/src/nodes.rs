@@ -21,6 +21,10 @@ pub(crate) enum Kind {
     File,
     Dir,
     Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
 }
 
 impl Kind {
@@ -28,6 +32,12 @@ impl Kind {
         match e.kind.as_str() {
             "dir" => Kind::Dir,
             "symlink" => Kind::Symlink,
+            "fifo" => Kind::Fifo,
+            "socket" => Kind::Socket,
+            "char" => Kind::CharDevice,
+            "block" => Kind::BlockDevice,
+            // "file", and kinds a newer cell may add: shown as files, which
+            // reading then refuses with the cell's own message.
             _ => Kind::File,
         }
     }
@@ -49,6 +59,13 @@ pub(crate) struct Node {
 impl Node {
     pub fn kind(&self) -> Kind {
         Kind::of(&self.entry)
+    }
+
+    /// No name leads to it any more; `fstat` on a handle still open shows
+    /// a link count of 0, as for a removed file on a local disk.
+    fn mark_unlinked(&mut self) {
+        self.unlinked = true;
+        self.entry.nlink = 0;
     }
 }
 
@@ -126,7 +143,7 @@ impl Nodes {
             && old != ino
             && let Some(n) = self.map.get_mut(&old)
         {
-            n.unlinked = true;
+            n.mark_unlinked();
         }
         let lookups = u64::from(handed_out);
         match self.map.get_mut(&ino) {
@@ -171,7 +188,7 @@ impl Nodes {
     pub fn unlink(&mut self, parent: u64, name: &str) -> Option<u64> {
         let ino = self.by_name.remove(&(parent, name.to_string()))?;
         if let Some(node) = self.map.get_mut(&ino) {
-            node.unlinked = true;
+            node.mark_unlinked();
         }
         Some(ino)
     }
@@ -219,6 +236,10 @@ mod tests {
             mode: 0o755,
             owner: "user:admin".into(),
             mtime_ms: 0,
+            ctime_ms: 0,
+            atime_ms: 0,
+            nlink: 1,
+            rdev: 0,
             target: None,
             chunks: 0,
         }
@@ -258,8 +279,10 @@ mod tests {
         t.rename(3, "g", 3, &entry(6, "f", "file"));
         assert_eq!(t.path(4), Err(NoPath::Unlinked));
         assert_eq!(t.path(6).unwrap(), "/a/b/f");
+        assert_eq!(t.get(4).map(|n| n.entry.nlink), Some(0));
         assert_eq!(t.unlink(3, "f"), Some(6));
         assert_eq!(t.path(6), Err(NoPath::Unlinked));
+        assert_eq!(t.get(6).map(|n| n.entry.nlink), Some(0));
     }
 
     #[test]

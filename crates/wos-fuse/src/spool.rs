@@ -55,6 +55,9 @@ pub(crate) struct Spool {
     len: u64,
     /// Holds changes the cell has not got yet.
     pub dirty: bool,
+    /// When this mount last changed it (ms since the epoch; 0: never): what
+    /// `stat` shows as its mtime and ctime until the cell stamps the upload.
+    changed_ms: u64,
 }
 
 impl Spool {
@@ -63,6 +66,7 @@ impl Spool {
             file: tempfile::Builder::new().prefix("spool-").tempfile_in(dir)?,
             len: 0,
             dirty: false,
+            changed_ms: 0,
         })
     }
 
@@ -93,18 +97,33 @@ impl Spool {
         Ok(buf)
     }
 
+    pub fn changed_ms(&self) -> u64 {
+        self.changed_ms
+    }
+
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.file.as_file().write_all_at(data, offset)?;
         self.len = self.len.max(offset + data.len() as u64);
-        self.dirty = true;
+        self.changed();
         Ok(())
     }
 
     pub fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.file.as_file().set_len(len)?;
         self.len = len;
-        self.dirty = true;
+        self.changed();
         Ok(())
+    }
+
+    /// The cell has this content now: from here on its times are the cell's.
+    pub fn saved(&mut self) {
+        self.dirty = false;
+        self.changed_ms = 0;
+    }
+
+    fn changed(&mut self) {
+        self.dirty = true;
+        self.changed_ms = now_ms();
     }
 
     /// Moves the spool out of the spool directory so that it outlives the
@@ -130,6 +149,12 @@ impl Spool {
     }
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The state of one file that this mount has open, shared by all its open
 /// handles, so that reads through any of them see this mount's own writes.
 #[derive(Debug)]
@@ -138,6 +163,8 @@ pub(crate) struct OpenFile {
     /// The spool's length, readable while an upload holds `state` (stat must
     /// not wait for a long upload); `NO_SPOOL` when there is none.
     spool_len: AtomicU64,
+    /// The spool's `changed_ms`, readable the same way (0: unchanged).
+    changed_ms: AtomicU64,
 }
 
 const NO_SPOOL: u64 = u64::MAX;
@@ -156,6 +183,7 @@ impl OpenFile {
         OpenFile {
             state: Mutex::default(),
             spool_len: AtomicU64::new(NO_SPOOL),
+            changed_ms: AtomicU64::new(0),
         }
     }
 
@@ -171,10 +199,21 @@ impl OpenFile {
         }
     }
 
-    /// Publishes the spool's length after a change (call with `state` held).
+    /// When this mount last changed its copy, if it did (ms since the epoch).
+    pub fn changed_ms(&self) -> Option<u64> {
+        match self.changed_ms.load(Ordering::Acquire) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    /// Publishes the spool's length and change time after a change (call
+    /// with `state` held).
     pub fn publish(&self, state: &OpenState) {
         let n = state.spool.as_ref().map_or(NO_SPOOL, Spool::len);
         self.spool_len.store(n, Ordering::Release);
+        let t = state.spool.as_ref().map_or(0, Spool::changed_ms);
+        self.changed_ms.store(t, Ordering::Release);
     }
 }
 
@@ -187,8 +226,10 @@ mod tests {
         let dir = SpoolDir::new(None).unwrap();
         let mut s = Spool::new_in(dir.path()).unwrap();
         assert!(!s.dirty);
+        assert_eq!(s.changed_ms(), 0);
         s.write_at(10, b"hello").unwrap();
         assert!(s.dirty);
+        assert!(s.changed_ms() > 0);
         assert_eq!(s.len(), 15);
         assert_eq!(s.read_at(8, 4).unwrap(), b"\0\0he");
         assert_eq!(s.read_at(12, 100).unwrap(), b"llo");

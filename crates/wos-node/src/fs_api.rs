@@ -21,7 +21,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use futures::StreamExt;
 use serde::Deserialize;
-use wos_api::{FsEntry, FsListing, FsOpRequest, FsckReport, NodeState};
+use wos_api::{FsEntry, FsListing, FsOpRequest, FsckReport, NodeState, SpecialKind};
 use wos_auth::{Action, Object, Principal};
 use wos_blocks::{CHUNK_SIZE, Candidate, ChunkId};
 use wos_fsmeta::{ChunkRef, Errno, FsError, FsOp, FsReply, Ino, Inode, Kind};
@@ -106,14 +106,18 @@ fn split(path: &str) -> Result<(String, String), ApiError> {
 }
 
 fn entry(path: &str, inode: &Inode) -> FsEntry {
-    let (kind, size, version, target, chunks) = match &inode.kind {
-        Kind::Dir { entries, .. } => ("dir", entries.len() as u64, 0, None, 0),
+    let (kind, size, version, target, chunks, rdev) = match &inode.kind {
+        Kind::Dir { entries, .. } => ("dir", entries.len() as u64, 0, None, 0, 0),
         Kind::File {
             version,
             size,
             chunks,
-        } => ("file", *size, *version, None, chunks.len()),
-        Kind::Symlink { target } => ("symlink", target.len() as u64, 0, Some(target.clone()), 0),
+        } => ("file", *size, *version, None, chunks.len(), 0),
+        Kind::Symlink { target } => {
+            let t = Some(target.clone());
+            ("symlink", target.len() as u64, 0, t, 0, 0)
+        }
+        Kind::Special { kind, rdev } => (special_kind(*kind).as_str(), 0, 0, None, 0, *rdev),
     };
     FsEntry {
         name: path.rsplit('/').next().unwrap_or("").to_string(),
@@ -125,9 +129,44 @@ fn entry(path: &str, inode: &Inode) -> FsEntry {
         mode: inode.mode,
         owner: inode.owner.clone(),
         mtime_ms: inode.mtime_ms,
+        ctime_ms: inode.ctime_ms,
+        atime_ms: inode.atime_ms,
+        nlink: inode.nlink,
+        rdev,
         target,
         chunks,
     }
+}
+
+/// The API's name for a special file's kind, and back.
+fn special_kind(kind: wos_fsmeta::SpecialKind) -> SpecialKind {
+    match kind {
+        wos_fsmeta::SpecialKind::Fifo => SpecialKind::Fifo,
+        wos_fsmeta::SpecialKind::Socket => SpecialKind::Socket,
+        wos_fsmeta::SpecialKind::CharDevice => SpecialKind::Char,
+        wos_fsmeta::SpecialKind::BlockDevice => SpecialKind::Block,
+    }
+}
+
+fn fsmeta_special(kind: SpecialKind) -> wos_fsmeta::SpecialKind {
+    match kind {
+        SpecialKind::Fifo => wos_fsmeta::SpecialKind::Fifo,
+        SpecialKind::Socket => wos_fsmeta::SpecialKind::Socket,
+        SpecialKind::Char => wos_fsmeta::SpecialKind::CharDevice,
+        SpecialKind::Block => wos_fsmeta::SpecialKind::BlockDevice,
+    }
+}
+
+/// A GET of a special file: it has a name and attributes but no bytes.
+fn no_content(path: &str, kind: wos_fsmeta::SpecialKind) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "{path} is a {} (a special file): it has no content to read; \
+             see its attributes with ?stat=true",
+            kind.describe()
+        ),
+    )
 }
 
 fn etag(inode: &Inode) -> String {
@@ -203,6 +242,7 @@ async fn read_path(
             Kind::File { size, chunks, .. } => serve_file(ctx, &inode, *size, chunks, headers),
             Kind::Dir { .. } => Err(crate::api::internal("a directory read without its listing")),
             Kind::Symlink { .. } => Err(ApiError::bad("a symlink loop")),
+            Kind::Special { kind, .. } => Err(no_content(&path, *kind)),
         },
     }
 }
@@ -885,7 +925,33 @@ async fn fs_post(
                 ino,
                 mode: Some(mode),
                 owner: None,
+                atime_ms: None,
                 mtime_ms: None,
+                now_ms,
+            };
+            apply(&ctx, op).await?.inode
+        }
+        FsOpRequest::Times { atime_ms, mtime_ms } => {
+            let ino = resolve_ino(&ctx, &path)?;
+            let op = FsOp::SetAttr {
+                ino,
+                mode: None,
+                owner: None,
+                atime_ms,
+                mtime_ms,
+                now_ms,
+            };
+            apply(&ctx, op).await?.inode
+        }
+        FsOpRequest::Mknod { kind, mode, rdev } => {
+            let (parent_path, name) = split(&path)?;
+            let op = FsOp::Mknod {
+                parent: resolve_ino(&ctx, &parent_path)?,
+                name,
+                kind: fsmeta_special(kind),
+                rdev,
+                mode: mode.unwrap_or(0o644),
+                owner: who.id(),
                 now_ms,
             };
             apply(&ctx, op).await?.inode

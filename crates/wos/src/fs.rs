@@ -152,6 +152,10 @@ async fn ls(client: &Client, path: &str, json: bool) -> anyhow::Result<()> {
         let name = match (&e.kind[..], &e.target) {
             ("dir", _) => format!("{}/", e.name),
             ("symlink", Some(t)) => format!("{} -> {t}", e.name),
+            // As `ls -F` marks them; device nodes with their numbers.
+            ("fifo", _) => format!("{}|", e.name),
+            ("socket", _) => format!("{}=", e.name),
+            ("char" | "block", _) => format!("{} ({} {})", e.name, e.kind, device(e.rdev)),
             _ => e.name.clone(),
         };
         println!(
@@ -160,6 +164,13 @@ async fn ls(client: &Client, path: &str, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A device number as `major,minor` (Linux's encoding of `st_rdev`).
+fn device(rdev: u64) -> String {
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & 0xffff_f000);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & 0xffff_ff00);
+    format!("{major},{minor}")
 }
 
 async fn stat(client: &Client, path: &str, json: bool) -> anyhow::Result<()> {
@@ -177,6 +188,9 @@ async fn stat(client: &Client, path: &str, json: bool) -> anyhow::Result<()> {
     println!("chunks:  {}", e.chunks);
     if let Some(t) = e.target {
         println!("target:  {t}");
+    }
+    if matches!(e.kind.as_str(), "char" | "block") {
+        println!("device:  {}", device(e.rdev));
     }
     Ok(())
 }

@@ -326,6 +326,100 @@ fn symlink_refusals_change_nothing() {
     );
 }
 
+// ---- Mknod ----
+
+fn mknod_op(parent: Ino, name: &str, kind: SpecialKind, rdev: u64) -> FsOp {
+    FsOp::Mknod {
+        parent,
+        name: name.into(),
+        kind,
+        rdev,
+        mode: 0o640,
+        owner: "user:alice".into(),
+        now_ms: T1,
+    }
+}
+
+#[test]
+fn mknod_makes_a_special_file_with_times_and_a_device_number() {
+    let mut s = FsState::default();
+    let d = mkdir(&mut s, Ino::ROOT, "d");
+    let kinds = [
+        ("fifo", SpecialKind::Fifo, 0),
+        ("sock", SpecialKind::Socket, 0),
+        ("tty", SpecialKind::CharDevice, 0x0504),
+        ("disk", SpecialKind::BlockDevice, 0x0801),
+    ];
+    for (name, kind, rdev) in kinds {
+        let node = ok(&mut s, mknod_op(d, name, kind, rdev)).inode;
+        assert_eq!(node.kind, Kind::Special { kind, rdev });
+        assert_eq!((node.mode, node.nlink, node.size()), (0o640, 1, 0));
+        assert_eq!((node.atime_ms, node.mtime_ms, node.ctime_ms), (T1, T1, T1));
+        assert_eq!(s.lookup(d, name).map(|i| i.ino), Some(node.ino));
+        // The last component of a path may be one; resolution stops there.
+        assert_eq!(
+            s.resolve_follow(&format!("/d/{name}")).unwrap().ino,
+            node.ino
+        );
+    }
+    // A new entry changes its directory; a special file is no directory.
+    let dir = inode(&s, d);
+    assert_eq!((dir.mtime_ms, dir.ctime_ms, dir.nlink), (T1, T1, 2));
+    assert_eq!(
+        s.resolve_follow("/d/fifo/x").unwrap_err().errno(),
+        Errno::NotDir
+    );
+}
+
+#[test]
+fn special_files_have_no_content_and_go_like_files() {
+    let mut s = FsState::default();
+    let f = ok(&mut s, mknod_op(Ino::ROOT, "p", SpecialKind::Fifo, 0))
+        .inode
+        .ino;
+    let e = refused(&mut s, commit_op(f, None, &[chunk(1, 3)]));
+    assert_eq!(e.errno(), Errno::Inval);
+    assert!(e.to_string().contains("is a fifo (a special file)"), "{e}");
+    let truncate = FsOp::Truncate {
+        ino: f,
+        size: 0,
+        now_ms: T1,
+    };
+    assert_eq!(refused(&mut s, truncate).errno(), Errno::Inval);
+    // rename(2) treats it as a non-directory; unlink removes it.
+    let d = mkdir(&mut s, Ino::ROOT, "d");
+    assert_eq!(
+        refused(&mut s, rename_op(Ino::ROOT, "p", Ino::ROOT, "d")).errno(),
+        Errno::IsDir
+    );
+    ok(&mut s, rename_op(Ino::ROOT, "p", d, "q"));
+    let gone = ok(&mut s, unlink_op(d, "q")).inode;
+    assert_eq!((gone.ino, gone.nlink), (f, 0));
+    assert!(s.lookup(d, "q").is_none());
+}
+
+#[test]
+fn mknod_refusals_change_nothing() {
+    let mut s = FsState::default();
+    create(&mut s, Ino::ROOT, "f");
+    let fifo = |name: &str| mknod_op(Ino::ROOT, name, SpecialKind::Fifo, 0);
+    assert_eq!(refused(&mut s, fifo("f")).errno(), Errno::Exist);
+    assert_eq!(refused(&mut s, fifo("")).errno(), Errno::Inval);
+    assert_eq!(
+        refused(&mut s, fifo(&"n".repeat(256))).errno(),
+        Errno::NameTooLong
+    );
+    let with_rdev = mknod_op(Ino::ROOT, "s", SpecialKind::Socket, 7);
+    assert_eq!(refused(&mut s, with_rdev).errno(), Errno::Inval);
+    let in_file = mknod_op(Ino(2), "x", SpecialKind::Fifo, 0);
+    assert_eq!(refused(&mut s, in_file).errno(), Errno::NotDir);
+    let mut bad_mode = fifo("m");
+    if let FsOp::Mknod { mode, .. } = &mut bad_mode {
+        *mode = 0o10644;
+    }
+    assert_eq!(refused(&mut s, bad_mode).errno(), Errno::Inval);
+}
+
 // ---- Commit ----
 
 #[test]
@@ -741,6 +835,7 @@ fn set_attr_changes_what_it_is_given() {
         ino: f,
         mode: Some(0o600),
         owner: None,
+        atime_ms: None,
         mtime_ms: Some(5),
         now_ms: T1,
     };
@@ -749,15 +844,36 @@ fn set_attr_changes_what_it_is_given() {
         (
             reply.inode.mode,
             reply.inode.owner.as_str(),
+            reply.inode.atime_ms,
             reply.inode.mtime_ms,
             reply.inode.ctime_ms
         ),
-        (0o600, "user:alice", 5, T1)
+        (0o600, "user:alice", T0, 5, T1)
+    );
+    // Times alone (utimensat): atime and mtime apart, ctime is the clock's.
+    let op = FsOp::SetAttr {
+        ino: f,
+        mode: None,
+        owner: None,
+        atime_ms: Some(7),
+        mtime_ms: Some(3),
+        now_ms: T1 + 5,
+    };
+    let reply = ok(&mut s, op);
+    assert_eq!(
+        (
+            reply.inode.mode,
+            reply.inode.atime_ms,
+            reply.inode.mtime_ms,
+            reply.inode.ctime_ms
+        ),
+        (0o600, 7, 3, T1 + 5)
     );
     let op = FsOp::SetAttr {
         ino: Ino::ROOT,
         mode: None,
         owner: Some("user:bob".into()),
+        atime_ms: None,
         mtime_ms: None,
         now_ms: T1 + 1,
     };
@@ -776,6 +892,7 @@ fn set_attr_refusals_change_nothing() {
         ino,
         mode,
         owner: owner.map(str::to_string),
+        atime_ms: Some(1),
         mtime_ms: Some(1),
         now_ms: T1,
     };
