@@ -609,6 +609,19 @@ impl Filesystem for WosFs {
         reply_empty(reply, self.do_flush(fh.0));
     }
 
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(reply, self.do_fallocate(fh.0, offset, length, mode));
+    }
+
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         reply_open(reply, self.do_opendir(ino.0));
     }
