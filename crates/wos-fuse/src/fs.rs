@@ -719,6 +719,32 @@ mod tests {
     }
 
     #[test]
+    fn names_longer_than_name_max_are_refused_before_any_request() {
+        let ok = "n".repeat(255);
+        assert_eq!(entry_name(OsStr::new(&ok)), Ok(ok.as_str()));
+        let long = "n".repeat(256);
+        assert_eq!(entry_name(OsStr::new(&long)), Err(Errno::ENAMETOOLONG));
+    }
+
+    #[test]
+    fn special_kinds_have_their_file_types() {
+        let kinds = [
+            ("fifo", FileType::NamedPipe),
+            ("socket", FileType::Socket),
+            ("char", FileType::CharDevice),
+            ("block", FileType::BlockDevice),
+            ("dir", FileType::Directory),
+            ("symlink", FileType::Symlink),
+            ("file", FileType::RegularFile),
+        ];
+        for (word, want) in kinds {
+            let mut e = entry(2, "x");
+            e.kind = word.into();
+            assert_eq!(file_type(Kind::of(&e)), want, "{word}");
+        }
+    }
+
+    #[test]
     fn a_listing_takes_this_mounts_changes() {
         let mut l = Listing::new(vec![entry(2, "a"), entry(3, "b"), entry(4, "c")]);
         l.remove("a");
