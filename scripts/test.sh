@@ -32,4 +32,21 @@ cargo build --workspace --bins --locked
 if [ -z "${WOS_SKIP_FUZZ:-}" ]; then
     ./scripts/fuzz.sh "${WOS_FUZZ_SECONDS:-15}"
 fi
+# crates/wos/tests/posix.rs runs pjdfstest and fsx against a FUSE mount. They
+# are built once into ~/.cache/wos-tools, with a target directory of their own
+# so that the workspace's build is left alone.
+tools="$HOME/.cache/wos-tools"
+if [ ! -x "$tools/bin/pjdfstest" ] || [ ! -x "$tools/bin/fsx" ]; then
+    CARGO_TARGET_DIR="$tools/target" \
+        cargo install --locked --root "$tools" pjdfstest@0.2.2 fsx@0.3.2
+fi
+# pjdfstest's dummy users (Debian has them; other systems may not).
+if [ "$(id -u)" = 0 ]; then
+    getent group nogroup >/dev/null || groupadd --system nogroup
+    getent passwd nobody >/dev/null \
+        || useradd --system --no-create-home --gid nogroup --shell /usr/sbin/nologin nobody
+    getent group daemon >/dev/null || groupadd --system daemon
+    getent passwd daemon >/dev/null \
+        || useradd --system --no-create-home --gid daemon --shell /usr/sbin/nologin daemon
+fi
 cargo nextest run --workspace --locked --no-fail-fast "$@"

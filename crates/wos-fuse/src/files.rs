@@ -368,6 +368,28 @@ impl WosFs {
         Ok(data.len() as u32)
     }
 
+    /// fallocate(2) and posix_fallocate(3): on this mount's copy, uploaded
+    /// at close like a write.
+    pub(crate) fn do_fallocate(
+        &self,
+        fh: u64,
+        offset: u64,
+        len: u64,
+        mode: i32,
+    ) -> Result<(), Errno> {
+        let h = self.file_handle(fh)?;
+        if !h.writable {
+            return Err(Errno::EBADF);
+        }
+        let mut st = h.open.lock();
+        let spool = self.spool(&mut st, h.ino, None)?;
+        spool
+            .allocate(mode, offset, len)
+            .map_err(|e| io_errno(&e))?;
+        h.open.publish(&st);
+        Ok(())
+    }
+
     /// The spool of an open file, made on first need from the file's
     /// current content (its first `limit` bytes), streamed from the cell.
     fn spool<'a>(

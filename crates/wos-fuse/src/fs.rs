@@ -627,6 +627,19 @@ impl Filesystem for WosFs {
         reply_empty(reply, self.do_flush(fh.0));
     }
 
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(reply, self.do_fallocate(fh.0, offset, length, mode));
+    }
+
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         reply_open(reply, self.do_opendir(ino.0));
     }
@@ -720,6 +733,32 @@ mod tests {
             rdev: 0,
             target: None,
             chunks: 0,
+        }
+    }
+
+    #[test]
+    fn names_longer_than_name_max_are_refused_before_any_request() {
+        let ok = "n".repeat(255);
+        assert_eq!(entry_name(OsStr::new(&ok)), Ok(ok.as_str()));
+        let long = "n".repeat(256);
+        assert_eq!(entry_name(OsStr::new(&long)), Err(Errno::ENAMETOOLONG));
+    }
+
+    #[test]
+    fn special_kinds_have_their_file_types() {
+        let kinds = [
+            ("fifo", FileType::NamedPipe),
+            ("socket", FileType::Socket),
+            ("char", FileType::CharDevice),
+            ("block", FileType::BlockDevice),
+            ("dir", FileType::Directory),
+            ("symlink", FileType::Symlink),
+            ("file", FileType::RegularFile),
+        ];
+        for (word, want) in kinds {
+            let mut e = entry(2, "x");
+            e.kind = word.into();
+            assert_eq!(file_type(Kind::of(&e)), want, "{word}");
         }
     }
 

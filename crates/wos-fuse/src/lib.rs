@@ -17,12 +17,15 @@
 //!   local spool file (filled from the cell on its first write, unless
 //!   created or truncated), and `close`/`fsync` upload it, streamed, as the
 //!   file's next version, which readers see whole. The last close wins.
+//! * Special files (FIFOs, sockets, device nodes) are WebFS names with
+//!   attributes; the kernel gives FIFOs and sockets their behaviour among
+//!   local programs, and the mount is `nodev`.
+//! * Times are WebFS's (ms): `utimensat` sets atime and mtime; a file
+//!   being written here shows its local change time until it is uploaded.
 //!
-//! Not supported: hard links (EPERM), special files (EPERM), extended
-//! attributes (EOPNOTSUPP), changing owners (EPERM: owners are cell
-//! principals); setting times is accepted and ignored (WebFS stamps a
-//! version when it is committed). Locks are the kernel's own, so they only
-//! hold among programs using the same mount.
+//! Not supported: hard links (EPERM), extended attributes (EOPNOTSUPP),
+//! changing owners (EPERM: owners are cell principals). Locks are the
+//! kernel's own, so they only hold among programs using the same mount.
 
 mod errno;
 mod files;

@@ -476,3 +476,25 @@ impl WosFs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn times_become_milliseconds_since_the_epoch() {
+        let t = UNIX_EPOCH + Duration::new(1_900_000_000, 123_456_789);
+        assert_eq!(
+            webfs_time(TimeOrNow::SpecificTime(t)),
+            Ok(1_900_000_000_123)
+        );
+        let before_1970 = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(
+            webfs_time(TimeOrNow::SpecificTime(before_1970)),
+            Err(Errno::EINVAL)
+        );
+        assert!(webfs_time(TimeOrNow::Now).unwrap() > 1_700_000_000_000);
+    }
+}

@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +112,23 @@ impl Spool {
     pub fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.file.as_file().set_len(len)?;
         self.len = len;
+        self.changed();
+        Ok(())
+    }
+
+    /// fallocate(2) on the local copy (allocating, punching a hole,
+    /// zeroing a range); the length follows what the call did.
+    pub fn allocate(&mut self, mode: i32, offset: u64, len: u64) -> io::Result<()> {
+        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
+        else {
+            return Err(io::Error::from_raw_os_error(libc::EFBIG));
+        };
+        let fd = self.file.as_file().as_raw_fd();
+        // SAFETY: `fd` is the spool's open file for the call's duration.
+        if unsafe { libc::fallocate(fd, mode, offset, len) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.filled()?;
         self.changed();
         Ok(())
     }
@@ -236,6 +254,14 @@ mod tests {
         assert_eq!(s.read_at(20, 4).unwrap(), b"");
         s.set_len(11).unwrap();
         assert_eq!(s.read_at(0, 100).unwrap().len(), 11);
+        // Growing by allocation; a punched hole reads as zeros.
+        s.allocate(0, 0, 20).unwrap();
+        assert_eq!(s.len(), 20);
+        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        if s.allocate(punch, 10, 2).is_ok() {
+            assert_eq!(s.read_at(9, 4).unwrap(), b"\0\0\0\0");
+        }
+        s.set_len(11).unwrap();
         let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700, "spools are private");
         let kept = s.keep(dir.keep_dir(), 7, "a b/c").unwrap();

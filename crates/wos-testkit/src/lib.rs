@@ -18,6 +18,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::de::DeserializeOwned;
 
+mod mount;
+pub use mount::{Mount, can_mount, mounted};
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Where the nodes of a test cell live.

@@ -11,11 +11,11 @@ use std::fs::{self, OpenOptions, Permissions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use wos_testkit::{Cell, wait_for};
+use wos_testkit::{Cell, Mount, can_mount, mounted, wait_for};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_wos"))
@@ -26,113 +26,6 @@ fn bin() -> &'static Path {
 const AFTER_TTL: Duration = Duration::from_millis(1300);
 
 use wos_testkit::{expect_ok as ok, pseudo_random as data};
-
-fn can_mount() -> bool {
-    nix::unistd::geteuid().is_root() && Path::new("/dev/fuse").exists()
-}
-
-fn mounted(dir: &Path) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let dir = dir.to_string_lossy();
-    info.lines()
-        .any(|l| l.split(' ').nth(4) == Some(dir.as_ref()))
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    wait_for(limit, || child.try_wait().ok().flatten())
-}
-
-/// A `wos mount` process and its mount point. Dropping it unmounts and stops
-/// the process even when the test failed: a FUSE mount left behind breaks
-/// whatever touches it later.
-struct Mount {
-    dir: Option<tempfile::TempDir>,
-    path: PathBuf,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Mount {
-    fn start(cell: &Cell, via: usize) -> Mount {
-        Mount::start_as(cell, via, &cell.admin)
-    }
-
-    fn start_as(cell: &Cell, via: usize, identity: &Path) -> Mount {
-        let dir = tempfile::Builder::new()
-            .prefix("wos-mnt-")
-            .tempdir()
-            .unwrap();
-        let path = dir.path().canonicalize().unwrap();
-        let log = cell.dir.path().join(format!("mount-{via}.log"));
-        let out = fs::File::create(&log).unwrap();
-        let child = cell
-            .wos_command(via, identity, &["mount", path.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        let m = Mount {
-            dir: Some(dir),
-            path,
-            child: Some(child),
-            log,
-        };
-        let up = wait_for(Duration::from_secs(20), || mounted(&m.path).then_some(()));
-        assert!(
-            up.is_some(),
-            "the mount on node {via} did not appear: {}",
-            m.log_text()
-        );
-        m
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.path.join(rel)
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `umount`; the process must then end by itself, successfully.
-    fn unmount(mut self) {
-        let st = Command::new("umount").arg(&self.path).status().unwrap();
-        assert!(st.success(), "umount {}", self.path.display());
-        let mut child = self.child.take().unwrap();
-        let status = wait_exit(&mut child, Duration::from_secs(20));
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "wos mount after umount: {status:?}: {}",
-            self.log_text()
-        );
-        assert!(!mounted(&self.path));
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        if mounted(&self.path) {
-            // Lazily: nothing still open under it can keep it.
-            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-        }
-        if let Some(mut child) = self.child.take()
-            && wait_exit(&mut child, Duration::from_secs(5)).is_none()
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // Never delete a directory that is still a mount point: that would
-        // delete the cell's files through it.
-        if mounted(&self.path)
-            && let Some(d) = self.dir.take()
-        {
-            let _ = d.keep();
-        }
-    }
-}
 
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
@@ -193,6 +86,7 @@ fn two_mounts_share_the_cells_files_as_a_posix_file_system() {
     truncation(&a, &b, big);
     rewrites(&cell, &a, &b);
     refusals(&a);
+    special_files_and_times(&cell, &a, &b);
     limited_user(&cell, &a);
 
     a.unmount();
@@ -210,7 +104,7 @@ fn limited_user(cell: &Cell, a: &Mount) {
     fs::write(a.p("home/secret"), b"not for bob").unwrap();
     ok(cell.wos(0, &["acl", "set", "fs:/home/bob", "bob", "read,write,list"]));
 
-    let c = Mount::start_as(cell, 2, &bob);
+    let c = Mount::start_as(cell, 2, &bob, &[]);
     assert_eq!(errno(fs::read_dir(&c.path)), Some(libc::EACCES));
     assert_eq!(errno(fs::read_dir(c.p("home"))), Some(libc::EACCES));
     assert_eq!(mode(&c.p("home")), 0o111);
@@ -358,6 +252,60 @@ fn rewrites(cell: &Cell, a: &Mount, b: &Mount) {
     assert_eq!(taken.unwrap_err().kind(), ErrorKind::AlreadyExists);
 }
 
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// A FIFO and a device node made on A are names with attributes that B and
+/// the CLI see (reading one over HTTP is refused with a clear message);
+/// times set on A hold; directories count their subdirectories.
+fn special_files_and_times(cell: &Cell, a: &Mount, b: &Mount) {
+    fs::create_dir(a.p("sp")).unwrap();
+    // SAFETY: valid paths for the calls' duration.
+    unsafe {
+        assert_eq!(libc::mkfifo(cstr(&a.p("sp/pipe")).as_ptr(), 0o640), 0);
+        let dev = libc::makedev(4, 7);
+        let mode = libc::S_IFCHR | 0o600;
+        assert_eq!(libc::mknod(cstr(&a.p("sp/tty")).as_ptr(), mode, dev), 0);
+    }
+    fs::create_dir(a.p("sp/sub")).unwrap();
+    fs::write(a.p("sp/f"), b"x").unwrap();
+    let old = std::time::UNIX_EPOCH + Duration::from_millis(1_000_000_123_456);
+    fs::File::options()
+        .write(true)
+        .open(a.p("sp/f"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    assert_eq!(fs::metadata(a.p("sp")).unwrap().nlink(), 3);
+
+    std::thread::sleep(AFTER_TTL);
+    let pipe = fs::symlink_metadata(b.p("sp/pipe")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&pipe.file_type()));
+    assert_eq!(pipe.permissions().mode() & 0o7777, 0o640);
+    let tty = fs::symlink_metadata(b.p("sp/tty")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &tty.file_type()
+    ));
+    assert_eq!(tty.rdev(), libc::makedev(4, 7));
+    assert_eq!(fs::metadata(b.p("sp/f")).unwrap().modified().unwrap(), old);
+    assert_eq!(fs::metadata(b.p("sp")).unwrap().nlink(), 3);
+
+    let listing = ok(cell.wos(2, &["fs", "ls", "/sp"]));
+    assert!(listing.contains("pipe|"), "{listing}");
+    assert!(listing.contains("tty (char 4,7)"), "{listing}");
+    let cat = cell.wos(2, &["fs", "cat", "/sp/pipe"]);
+    assert!(!cat.status.success());
+    let err = wos_testkit::text(&cat.stderr);
+    assert!(err.contains("is a fifo (a special file)"), "{err}");
+    for name in ["pipe", "tty", "f"] {
+        fs::remove_file(a.p(&format!("sp/{name}"))).unwrap();
+    }
+    fs::remove_dir(a.p("sp/sub")).unwrap();
+    assert_eq!(fs::metadata(a.p("sp")).unwrap().nlink(), 2);
+    fs::remove_dir(a.p("sp")).unwrap();
+}
+
 fn refusals(a: &Mount) {
     assert_eq!(errno(fs::write(a.p("nowhere/x"), b"x")), Some(libc::ENOENT));
     assert_eq!(
@@ -428,6 +376,10 @@ fn reopening_a_file_through_the_mount_asks_no_leader() {
     ok(cell.wos(other, &["fs", "put", local.to_str().unwrap(), "/docs/note"]));
     assert_eq!(fs::read(m.p("docs/note")).unwrap(), b"changed elsewhere\n");
     m.unmount();
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    wait_for(limit, || child.try_wait().ok().flatten())
 }
 
 #[test]
