@@ -133,7 +133,7 @@ impl WosFs {
         }
         self.cache_put(parent, &e);
         if created {
-            self.dir_changed(parent);
+            self.created_in(parent, &e);
         }
         let fh = self.open_entry(&e, flags, created)?;
         Ok((self.hand_out(parent, &e), fh))

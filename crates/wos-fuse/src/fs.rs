@@ -22,7 +22,7 @@ use wos_api::{ApiFailure, FsEntry};
 use crate::errno::{errno, io_errno};
 use crate::files::FileState;
 use crate::namespace::AttrChange;
-use crate::nodes::{Kind, NoPath, Nodes};
+use crate::nodes::{Kind, NoPath, Nodes, ROOT};
 use crate::remote::{Fail, Remote};
 use crate::spool::{OpenFile, SpoolDir};
 
@@ -249,8 +249,12 @@ impl WosFs {
     pub(crate) fn attr(&self, e: &FsEntry) -> FileAttr {
         let kind = Kind::of(e);
         let mut mtime = e.mtime_ms;
-        // Nodes older than ctime report 0: the mtime is the best guess.
-        let mut ctime = e.ctime_ms.max(e.mtime_ms);
+        // Nodes that predate ctime and atime leave them out (0): the mtime
+        // is the best guess for both.
+        let (mut ctime, atime) = match e.ctime_ms {
+            0 => (e.mtime_ms, e.mtime_ms),
+            c => (c, e.atime_ms),
+        };
         let mut size = e.size;
         if kind == Kind::File
             && let Some(open) = self.open_file(e.ino)
@@ -272,7 +276,7 @@ impl WosFs {
             ino: INodeNo(e.ino),
             size,
             blocks,
-            atime: time(e.atime_ms),
+            atime: time(atime),
             mtime: time(mtime),
             ctime: time(ctime),
             crtime: time(e.mtime_ms.min(ctime)),
@@ -296,6 +300,37 @@ impl WosFs {
     /// This mount changed `dir`'s entries: see `stale`.
     pub(crate) fn dir_changed(&self, dir: u64) {
         lock(&self.stale).insert(dir);
+    }
+
+    /// This mount made `e` in `dir`. The cell changed `dir` in the same
+    /// step, so its cached attributes (in the listing of the directory
+    /// above) are brought up to date here instead of asked for again (the
+    /// kernel asks for them before the next create in `dir`): one entry
+    /// more, one link more for a subdirectory, and as mtime and ctime the
+    /// new entry's creation time, which its atime still is.
+    pub(crate) fn created_in(&self, dir: u64, e: &FsEntry) {
+        let Some((above, name)) = lock(&self.nodes)
+            .get(dir)
+            .filter(|_| dir != ROOT)
+            .map(|n| (n.parent, n.name.clone()))
+        else {
+            // The root's attributes are always asked for.
+            return;
+        };
+        let mut listings = lock(&self.listings);
+        let Some(listing) = listings.get_mut(&above) else {
+            return;
+        };
+        let Some(mut d) = listing.find(&name).filter(|d| d.ino == dir).cloned() else {
+            return;
+        };
+        d.mtime_ms = d.mtime_ms.max(e.atime_ms);
+        d.ctime_ms = d.ctime_ms.max(e.atime_ms);
+        d.size += 1;
+        if Kind::of(e) == Kind::Dir {
+            d.nlink += 1;
+        }
+        Arc::make_mut(listing).put(&d);
     }
 
     /// Whether `ino`'s cached attributes are out of date, forgetting that

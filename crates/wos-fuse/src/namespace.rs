@@ -312,7 +312,7 @@ impl WosFs {
             .op(&path, &req)
             .map_err(|f| self.fail("mkdir", &path, &f))?;
         self.cache_put(parent, &e);
-        self.dir_changed(parent);
+        self.created_in(parent, &e);
         Ok(self.hand_out(parent, &e))
     }
 
@@ -329,7 +329,7 @@ impl WosFs {
             .op(&path, &FsOpRequest::Symlink { target })
             .map_err(|f| self.fail("symlink", &path, &f))?;
         self.cache_put(parent, &e);
-        self.dir_changed(parent);
+        self.created_in(parent, &e);
         Ok(self.hand_out(parent, &e))
     }
 
@@ -367,7 +367,7 @@ impl WosFs {
         };
         let e = made.map_err(|f| self.fail("mknod", &path, &f))?;
         self.cache_put(parent, &e);
-        self.dir_changed(parent);
+        self.created_in(parent, &e);
         Ok(self.hand_out(parent, &e))
     }
 
