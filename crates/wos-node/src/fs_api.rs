@@ -723,23 +723,6 @@ async fn put_file(
     let (size, chunks) = store_body(ctx, body, r).await?;
     let ino = match existing {
         Some(e) => e.ino,
-        None if size == 0 => {
-            // A new empty file (what `open(O_CREAT)` makes): one metadata
-            // write, no content to commit.
-            let created = apply(
-                ctx,
-                FsOp::Create {
-                    parent: parent.ino,
-                    name: name.clone(),
-                    mode,
-                    owner: who.id(),
-                    now_ms: now_millis(),
-                    exclusive,
-                },
-            )
-            .await?;
-            return Ok(put_answer(&path, &created.inode));
-        }
         None => {
             let created = apply(
                 ctx,
@@ -753,6 +736,11 @@ async fn put_file(
                 },
             )
             .await?;
+            if size == 0 {
+                // A new empty file (what `open(O_CREAT)` makes): one
+                // metadata write, no content to commit.
+                return Ok(put_answer(&path, &created.inode));
+            }
             created.inode.ino
         }
     };

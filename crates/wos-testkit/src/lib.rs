@@ -322,6 +322,16 @@ impl Cell {
         std::fs::write(&ca, id.ca_cert)?;
         Ok((cert, key, ca))
     }
+    /// The value of one Prometheus series (`name`, or `name{labels}`) in
+    /// node `via`'s `/metrics`; 0 when the node has not counted any yet.
+    pub fn counter(&self, via: usize, series: &str) -> u64 {
+        let (code, body) = self.curl(via, Some(&self.admin), "GET", "/metrics", &[]);
+        assert_eq!(code, 200, "/metrics on node {via}: {body}");
+        let prefix = format!("{series} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map_or(0, |v| v.trim().parse::<f64>().expect("a number") as u64)
+    }
 
     /// An HTTPS request with curl from host `via` to its node, verifying the
     /// node certificate against the cell CA; with `identity`, presents its

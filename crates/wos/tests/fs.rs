@@ -232,12 +232,7 @@ fn racing_conditional_writes_one_wins_and_nothing_is_torn() {
 
 /// This node's count of WebFS reads that had to ask the metadata leader.
 fn leader_round_trips(cell: &Cell, via: usize) -> u64 {
-    let (code, body) = cell.curl(via, Some(&cell.admin), "GET", "/metrics", &[]);
-    assert_eq!(code, 200, "{body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix("wos_fs_leader_round_trips_total "))
-        .map(|v| v.trim().parse::<f64>().expect("a number") as u64)
-        .unwrap_or(0)
+    cell.counter(via, "wos_fs_leader_round_trips_total")
 }
 
 /// Reads `/cb/f` through `via`'s gateway: its bytes, its stat and its
@@ -299,12 +294,7 @@ fn reopening_an_unchanged_file_asks_no_leader_and_changes_show_at_once() {
     let big = data(5 << 20, 3);
     let local = write_local(&cell, "one", &big);
     ok(cell.wos(writer, &["fs", "put", local.to_str().unwrap(), "/one/f"]));
-    let hits = |i: usize| {
-        let (_, body) = cell.curl(i, Some(&cell.admin), "GET", "/metrics", &[]);
-        body.lines()
-            .find_map(|l| l.strip_prefix("wos_fs_chunk_cache_total{result=\"hit\"} "))
-            .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
-    };
+    let hits = |i: usize| cell.counter(i, "wos_fs_chunk_cache_total{result=\"hit\"}");
     let hits_before: u64 = (0..3).map(hits).sum();
     for _ in 0..2 {
         for i in 0..3 {
