@@ -105,7 +105,8 @@ impl WosFs {
 
     /// A directory this mount changed, as the cell has it now (its
     /// parent's cached listing has the old attributes), put into that
-    /// listing.
+    /// listing. If the cell cannot say (but for "gone"), the listing's
+    /// entry stands, still marked stale.
     fn fresh_stale(&self, parent: u64, cached: &FsEntry) -> Result<FsEntry, Errno> {
         let path = join(&self.path_of(parent)?, &cached.name);
         match self.remote.stat(&path) {
@@ -113,10 +114,13 @@ impl WosFs {
                 self.cache_put(parent, &e);
                 Ok(e)
             }
-            Err(f) => {
-                self.dir_changed(cached.ino);
-                Err(self.fail("stat", &path, &f))
-            }
+            Err(f) => match self.fail("stat", &path, &f) {
+                Errno::ENOENT => Err(Errno::ENOENT),
+                _ => {
+                    self.dir_changed(cached.ino);
+                    Ok(cached.clone())
+                }
+            },
         }
     }
 
