@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use fuser::{Errno, FileAttr};
@@ -116,6 +117,7 @@ impl WosFs {
         let (path, _) = self.child_path(parent, name)?;
         // The file exists (empty) from now on, for everyone: an open file
         // has a name, and the data follows at close.
+        let sent = Instant::now();
         let (e, created) = match self.remote.create(&path, mode & 0o7777) {
             Ok(e) => (e, true),
             Err(f) if f.status == Some(412) && flags & libc::O_EXCL == 0 => {
@@ -133,7 +135,7 @@ impl WosFs {
         }
         self.cache_put(parent, &e);
         if created {
-            self.created_in(parent, &e);
+            self.created_in(parent, &e, sent);
         }
         let fh = self.open_entry(&e, flags, created)?;
         Ok((self.hand_out(parent, &e), fh))

@@ -302,13 +302,15 @@ impl WosFs {
         lock(&self.stale).insert(dir);
     }
 
-    /// This mount made `e` in `dir`. The cell changed `dir` in the same
-    /// step, so its cached attributes (in the listing of the directory
-    /// above) are brought up to date here instead of asked for again (the
-    /// kernel asks for them before the next create in `dir`): one entry
-    /// more, one link more for a subdirectory, and as mtime and ctime the
-    /// new entry's creation time, which its atime still is.
-    pub(crate) fn created_in(&self, dir: u64, e: &FsEntry) {
+    /// This mount made `e` in `dir` with a request sent at `sent`. The
+    /// cell changed `dir` in the same step, so its cached attributes (in
+    /// the listing of the directory above) are brought up to date here
+    /// instead of asked for again (the kernel asks for them before the next
+    /// create in `dir`): one entry more, one link more for a subdirectory,
+    /// and as mtime and ctime the new entry's creation time, which its
+    /// atime still is. A listing fetched after `sent` may show the change
+    /// already; then `dir` is only marked stale.
+    pub(crate) fn created_in(&self, dir: u64, e: &FsEntry, sent: Instant) {
         let Some((above, name)) = lock(&self.nodes)
             .get(dir)
             .filter(|_| dir != ROOT)
@@ -324,6 +326,11 @@ impl WosFs {
         let Some(mut d) = listing.find(&name).filter(|d| d.ino == dir).cloned() else {
             return;
         };
+        if listing.at >= sent {
+            drop(listings);
+            self.dir_changed(dir);
+            return;
+        }
         d.mtime_ms = d.mtime_ms.max(e.atime_ms);
         d.ctime_ms = d.ctime_ms.max(e.atime_ms);
         d.size += 1;

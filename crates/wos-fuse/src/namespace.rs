@@ -3,7 +3,7 @@
 use std::ffi::OsStr;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{Errno, FileAttr, FileType, INodeNo, RenameFlags, ReplyDirectory, TimeOrNow};
 use tracing::debug;
@@ -105,7 +105,8 @@ impl WosFs {
 
     /// A directory this mount changed, as the cell has it now (its
     /// parent's cached listing has the old attributes), put into that
-    /// listing.
+    /// listing. If the cell cannot say (but for "gone"), the listing's
+    /// entry stands, still marked stale.
     fn fresh_stale(&self, parent: u64, cached: &FsEntry) -> Result<FsEntry, Errno> {
         let path = join(&self.path_of(parent)?, &cached.name);
         match self.remote.stat(&path) {
@@ -113,10 +114,13 @@ impl WosFs {
                 self.cache_put(parent, &e);
                 Ok(e)
             }
-            Err(f) => {
-                self.dir_changed(cached.ino);
-                Err(self.fail("stat", &path, &f))
-            }
+            Err(f) => match self.fail("stat", &path, &f) {
+                Errno::ENOENT => Err(Errno::ENOENT),
+                _ => {
+                    self.dir_changed(cached.ino);
+                    Ok(cached.clone())
+                }
+            },
         }
     }
 
@@ -307,12 +311,13 @@ impl WosFs {
             parents: false,
             mode: Some(mode & MODE_BITS),
         };
+        let sent = Instant::now();
         let e = self
             .remote
             .op(&path, &req)
             .map_err(|f| self.fail("mkdir", &path, &f))?;
         self.cache_put(parent, &e);
-        self.created_in(parent, &e);
+        self.created_in(parent, &e, sent);
         Ok(self.hand_out(parent, &e))
     }
 
@@ -324,12 +329,13 @@ impl WosFs {
     ) -> Result<FileAttr, Errno> {
         let (path, _) = self.child_path(parent, name)?;
         let target = utf8(target.as_os_str())?.to_string();
+        let sent = Instant::now();
         let e = self
             .remote
             .op(&path, &FsOpRequest::Symlink { target })
             .map_err(|f| self.fail("symlink", &path, &f))?;
         self.cache_put(parent, &e);
-        self.created_in(parent, &e);
+        self.created_in(parent, &e, sent);
         Ok(self.hand_out(parent, &e))
     }
 
@@ -354,6 +360,7 @@ impl WosFs {
             libc::S_IFBLK => (Some(SpecialKind::Block), u64::from(rdev)),
             _ => return Err(Errno::EINVAL),
         };
+        let sent = Instant::now();
         let made = match kind {
             None => self.remote.create(&path, perm),
             Some(kind) => {
@@ -367,7 +374,7 @@ impl WosFs {
         };
         let e = made.map_err(|f| self.fail("mknod", &path, &f))?;
         self.cache_put(parent, &e);
-        self.created_in(parent, &e);
+        self.created_in(parent, &e, sent);
         Ok(self.hand_out(parent, &e))
     }
 
