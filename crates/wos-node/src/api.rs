@@ -86,6 +86,13 @@ fn rejected(r: Rejection) -> ApiError {
     ApiError::new(status, r.to_string())
 }
 
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body too large: the limit is {API_BODY_LIMIT} bytes"),
+    )
+}
+
 /// A JSON body whose rejections are JSON errors that say what was wrong.
 pub struct JsonBody<T>(pub T);
 
@@ -99,6 +106,17 @@ where
     /// Reads the whole body (up to the limit) before judging it, so that the
     /// client always gets our answer rather than a reset stream.
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // A declared length over the limit is refused before any of the body
+        // is read: a client that waits for `100 Continue` then sends nothing,
+        // and no unread bytes make the closing socket reset our answer away.
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > API_BODY_LIMIT as u64) {
+            return Err(too_large());
+        }
         let is_json = req
             .headers()
             .get(axum::http::header::CONTENT_TYPE)
@@ -109,10 +127,7 @@ where
             });
         let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body too large: the limit is {API_BODY_LIMIT} bytes"),
-                )
+                too_large()
             } else {
                 ApiError::bad(format!("cannot read the request body: {}", rej.body_text()))
             }
