@@ -5,12 +5,13 @@
 //! exactly as it was, on every replica, with nothing to undo.
 
 use std::collections::BTreeSet;
+use std::ops::Range;
 
 use crate::error::FsError;
 use crate::model::{ChunkRef, Ino, Inode, Kind, SpecialKind};
 use crate::op::{FsOp, FsReply};
 use crate::path::{check_mode, check_name, check_owner, check_target};
-use crate::state::{FsState, Link};
+use crate::state::{FsState, Link, Reserved};
 
 impl FsState {
     /// Applies one op. On `Err` the state is unchanged.
@@ -101,7 +102,128 @@ impl FsState {
                 replicas,
                 now_ms,
             } => self.set_replicas(*ino, *replicas, *now_ms),
+            FsOp::CreateAs {
+                ino,
+                parent,
+                name,
+                mode,
+                owner,
+                now_ms,
+                exclusive,
+                size,
+                chunks,
+            } => {
+                let new = NewFile {
+                    ino: *ino,
+                    mode: *mode,
+                    owner,
+                    exclusive: *exclusive,
+                    size: *size,
+                    chunks,
+                };
+                self.create_as(*parent, name, new, *now_ms)
+            }
         }
+    }
+
+    /// Sets aside `count` (1 to [`MAX_RESERVED_IDS`]) fresh inode ids for
+    /// `owner`, to create files under with [`FsOp::CreateAs`], in any
+    /// order. An owner keeps at most [`RESERVATIONS_PER_OWNER`] runs; a new
+    /// one drops its oldest beyond that. On `Err` the state is unchanged.
+    pub fn reserve_ids(&mut self, owner: &str, count: u64) -> Result<Range<u64>, FsError> {
+        let invalid = |reason: String| FsError::Invalid {
+            path: "/".into(),
+            reason,
+        };
+        if count == 0 || count > MAX_RESERVED_IDS {
+            return Err(invalid(format!(
+                "cannot reserve {count} ids: ask for 1 to {MAX_RESERVED_IDS}"
+            )));
+        }
+        let first = self.next_ino;
+        let end = first
+            .checked_add(count)
+            .filter(|end| *end < u64::MAX)
+            .ok_or_else(|| invalid("the cell has used up its inode ids".into()))?;
+
+        self.next_ino = end;
+        self.reserved.insert(
+            first,
+            Reserved {
+                end,
+                owner: owner.to_string(),
+            },
+        );
+        let mine: Vec<u64> = (self.reserved.iter())
+            .filter(|(_, r)| r.owner == owner)
+            .map(|(first, _)| *first)
+            .collect();
+        let excess = mine.len().saturating_sub(RESERVATIONS_PER_OWNER);
+        for old in &mine[..excess] {
+            self.reserved.remove(old);
+        }
+        Ok(first..end)
+    }
+
+    /// The reserved run holding `ino`, if `owner` reserved it and it is
+    /// still unused.
+    fn reservation_of(&self, ino: Ino, owner: &str) -> Option<u64> {
+        let (first, r) = self.reserved.range(..=ino.0).next_back()?;
+        (ino.0 < r.end && r.owner == owner).then_some(*first)
+    }
+
+    fn create_as(
+        &mut self,
+        parent: Ino,
+        name: &str,
+        new: NewFile<'_>,
+        now: u64,
+    ) -> Result<FsReply, FsError> {
+        check_name(name)?;
+        let path = self.entry_path(parent, name);
+        check_mode(&path, new.mode)?;
+        check_owner(&path, new.owner)?;
+        check_chunks(&path, new.size, new.chunks)?;
+        let existing = self.entries(parent)?.get(name).copied();
+        if existing == Some(new.ino) {
+            // This create again: only content not yet there changes it.
+            if new.chunks.is_empty() {
+                return Ok(reply(self.node(new.ino)?.clone()));
+            }
+            return self.commit(new.ino, None, new.size, new.chunks, now);
+        }
+        let Some(run) = self.reservation_of(new.ino, new.owner) else {
+            return Err(FsError::Invalid {
+                path,
+                reason: format!(
+                    "id {} is not one {} reserved, or it was used already",
+                    new.ino, new.owner
+                ),
+            });
+        };
+        if let Some(other) = existing {
+            if new.exclusive {
+                return Err(FsError::Exists { path });
+            }
+            self.check_replaceable(false, other, path)?;
+        }
+
+        let released = match existing {
+            Some(_) => self.remove(parent, name, now).1,
+            None => Vec::new(),
+        };
+        self.use_reserved(run, new.ino);
+        let version = u64::from(!new.chunks.is_empty());
+        let kind = Kind::File {
+            version,
+            size: new.size,
+            chunks: new.chunks.to_vec(),
+        };
+        let inode = new_inode(new.ino, kind, new.mode, new.owner, now);
+        Ok(FsReply {
+            inode: self.add(parent, name, inode),
+            released,
+        })
     }
 
     fn mkdir(
@@ -523,10 +645,29 @@ impl FsState {
             .expect("inode checked before changing the state")
     }
 
+    /// Takes `ino` out of the reserved run that starts at `run`, splitting
+    /// it in two if `ino` lies inside.
+    fn use_reserved(&mut self, run: u64, ino: Ino) {
+        let Some(r) = self.reserved.remove(&run) else {
+            return;
+        };
+        if run < ino.0 {
+            let before = Reserved {
+                end: ino.0,
+                owner: r.owner.clone(),
+            };
+            self.reserved.insert(run, before);
+        }
+        if ino.0 + 1 < r.end {
+            self.reserved.insert(ino.0 + 1, r);
+        }
+    }
+
     /// Stores a new inode and links it as `parent/name`.
     fn add(&mut self, parent: Ino, name: &str, inode: Inode) -> Inode {
         let (ino, now) = (inode.ino, inode.ctime_ms);
-        self.next_ino = ino.0 + 1;
+        // A reserved id lies below the counter already.
+        self.next_ino = self.next_ino.max(ino.0 + 1);
         self.inodes.insert(ino, inode.clone());
         self.attach(parent, name, ino);
         self.touch(parent, now);
@@ -596,6 +737,23 @@ struct NewSpecial<'a> {
     rdev: u64,
     mode: u32,
     owner: &'a str,
+}
+
+/// Most ids one [`FsState::reserve_ids`] hands out.
+pub const MAX_RESERVED_IDS: u64 = 4096;
+
+/// Reserved runs one owner keeps (a client that dies leaves its unused ids
+/// behind; this bounds what they cost the state).
+pub const RESERVATIONS_PER_OWNER: usize = 64;
+
+/// The arguments of [`FsOp::CreateAs`] about the new file.
+struct NewFile<'a> {
+    ino: Ino,
+    mode: u32,
+    owner: &'a str,
+    exclusive: bool,
+    size: u64,
+    chunks: &'a [ChunkRef],
 }
 
 /// The arguments of [`FsOp::SetAttr`]: `None` leaves an attribute alone.

@@ -100,6 +100,27 @@ pub enum FsOp {
         replicas: Option<u8>,
         now_ms: u64,
     },
+    /// Creates a file under an id that `owner` reserved earlier
+    /// ([`crate::FsState::reserve_ids`]), with its first content: no chunks
+    /// make an empty file at version 0, chunks make version 1. A client that
+    /// knows the id before the cell has the file can answer `create(2)` at
+    /// once and send the file's name and content together when it closes.
+    ///
+    /// The same id already at the name is the same create arriving again
+    /// (nothing changes) or an empty create followed by its content (which
+    /// is committed). Another file at the name fails an `exclusive` create;
+    /// otherwise it is replaced, as if this file's close came last.
+    CreateAs {
+        ino: Ino,
+        parent: Ino,
+        name: String,
+        mode: u32,
+        owner: String,
+        now_ms: u64,
+        exclusive: bool,
+        size: u64,
+        chunks: Vec<ChunkRef>,
+    },
 }
 
 impl FsOp {
@@ -111,6 +132,7 @@ impl FsOp {
         match self {
             FsOp::Mkdir { parent, .. }
             | FsOp::Create { parent, .. }
+            | FsOp::CreateAs { parent, .. }
             | FsOp::Mknod { parent, .. }
             | FsOp::Symlink { parent, .. }
             | FsOp::Unlink { parent, .. }

@@ -14,8 +14,8 @@ pub const MAX_SYMLINK_FOLLOWS: usize = 40;
 /// The whole namespace of a cell: every inode by id, and the id counter.
 ///
 /// Change it only through [`FsState::apply`], which keeps the invariants
-/// that [`FsState::fsck`] checks. Serialized, it is `inodes` then
-/// `next_ino` (plain structs and maps, so postcard can carry it in Raft
+/// that [`FsState::fsck`] checks. Serialized, it is `inodes`,
+/// `next_ino` and the reserved ids (plain structs and maps, so postcard can carry it in Raft
 /// snapshots).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(from = "Stored")]
@@ -23,6 +23,9 @@ pub struct FsState {
     pub(crate) inodes: BTreeMap<Ino, Inode>,
     /// The id the next created inode gets; ids are never reused.
     pub(crate) next_ino: u64,
+    /// Ids set aside for clients that create files under them later
+    /// ([`FsState::reserve_ids`]), by first id: unused ones only.
+    pub(crate) reserved: BTreeMap<u64, Reserved>,
     /// Where each non-root inode is linked. Derived from the directory
     /// entries and never stored: only directories carry a parent pointer,
     /// and without this map `path_of` (which the reference monitor needs for
@@ -38,11 +41,19 @@ pub(crate) struct Link {
     pub(crate) name: String,
 }
 
+/// A run of reserved ids, `first..end`, that `owner` may create under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Reserved {
+    pub(crate) end: u64,
+    pub(crate) owner: String,
+}
+
 /// The stored form (what snapshots hold).
 #[derive(Deserialize)]
 struct Stored {
     inodes: BTreeMap<Ino, Inode>,
     next_ino: u64,
+    reserved: BTreeMap<u64, Reserved>,
 }
 
 /// The stored form, borrowed, so that writing a snapshot copies nothing.
@@ -50,6 +61,7 @@ struct Stored {
 struct StoredRef<'a> {
     inodes: &'a BTreeMap<Ino, Inode>,
     next_ino: u64,
+    reserved: &'a BTreeMap<u64, Reserved>,
 }
 
 impl Serialize for FsState {
@@ -57,6 +69,7 @@ impl Serialize for FsState {
         StoredRef {
             inodes: &self.inodes,
             next_ino: self.next_ino,
+            reserved: &self.reserved,
         }
         .serialize(serializer)
     }
@@ -68,6 +81,7 @@ impl From<Stored> for FsState {
         FsState {
             inodes: stored.inodes,
             next_ino: stored.next_ino,
+            reserved: stored.reserved,
             links,
         }
     }
@@ -109,6 +123,7 @@ impl Default for FsState {
         FsState {
             inodes: BTreeMap::from([(Ino::ROOT, root)]),
             next_ino: Ino::ROOT.0 + 1,
+            reserved: BTreeMap::new(),
             links: BTreeMap::new(),
         }
     }

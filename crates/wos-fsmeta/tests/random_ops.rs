@@ -186,7 +186,8 @@ fn bind(state: &FsState, step: &Step) -> FsOp {
         FsOp::Mkdir { parent, .. }
         | FsOp::Create { parent, .. }
         | FsOp::Symlink { parent, .. }
-        | FsOp::Mknod { parent, .. } => *parent = first(Want::Dir),
+        | FsOp::Mknod { parent, .. }
+        | FsOp::CreateAs { parent, .. } => *parent = first(Want::Dir),
         FsOp::Commit { ino, .. } | FsOp::Truncate { ino, .. } => *ino = first(Want::File),
         FsOp::SetAttr { ino, .. } => *ino = first(Want::Any),
         FsOp::SetReplicas { ino, .. } => *ino = first(Want::Dir),

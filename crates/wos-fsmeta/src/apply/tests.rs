@@ -1187,3 +1187,169 @@ fn fsck_finds_damage() {
         "{problems:?}"
     );
 }
+
+fn create_as_op(ino: Ino, parent: Ino, name: &str, owner: &str, chunks: Vec<ChunkRef>) -> FsOp {
+    FsOp::CreateAs {
+        ino,
+        parent,
+        name: name.into(),
+        mode: 0o640,
+        owner: owner.into(),
+        now_ms: T1,
+        exclusive: true,
+        size: chunks.iter().map(|c| u64::from(c.len)).sum(),
+        chunks,
+    }
+}
+
+#[test]
+fn reserved_ids_make_files_in_any_order_with_their_first_content() {
+    let mut s = FsState::default();
+    let ids = s.reserve_ids("user:alice", 3).unwrap();
+    assert_eq!(ids, 2..5);
+    assert_eq!(
+        s.next_ino(),
+        Ino(5),
+        "reserved ids are never handed out again"
+    );
+    // An ordinary create meanwhile takes the next free id.
+    assert_eq!(create(&mut s, Ino::ROOT, "plain"), Ino(5));
+
+    let last = ok(
+        &mut s,
+        create_as_op(Ino(4), Ino::ROOT, "b", "user:alice", vec![chunk(1, 10)]),
+    );
+    assert_eq!(last.inode.ino, Ino(4));
+    assert!(matches!(
+        last.inode.kind,
+        Kind::File {
+            version: 1,
+            size: 10,
+            ..
+        }
+    ));
+    assert_eq!(last.inode.mode, 0o640);
+    let first = ok(
+        &mut s,
+        create_as_op(Ino(2), Ino::ROOT, "a", "user:alice", vec![]),
+    );
+    assert!(matches!(
+        first.inode.kind,
+        Kind::File {
+            version: 0,
+            size: 0,
+            ..
+        }
+    ));
+    assert_eq!(s.next_ino(), Ino(6));
+
+    // The same create again changes nothing; with content, it commits it.
+    let again = ok(
+        &mut s,
+        create_as_op(Ino(2), Ino::ROOT, "a", "user:alice", vec![]),
+    );
+    assert_eq!(again.inode, first.inode);
+    let filled = ok(
+        &mut s,
+        create_as_op(Ino(2), Ino::ROOT, "a", "user:alice", vec![chunk(2, 7)]),
+    );
+    assert!(matches!(
+        filled.inode.kind,
+        Kind::File {
+            version: 1,
+            size: 7,
+            ..
+        }
+    ));
+
+    // A used id cannot make a second file, nor can another owner's.
+    let e = refused(
+        &mut s,
+        create_as_op(Ino(4), Ino::ROOT, "c", "user:alice", vec![]),
+    );
+    assert_eq!(e.errno(), Errno::Inval, "{e}");
+    let e = refused(
+        &mut s,
+        create_as_op(Ino(3), Ino::ROOT, "c", "user:bob", vec![]),
+    );
+    assert!(e.to_string().contains("not one user:bob reserved"), "{e}");
+    // Nor can an id that was never reserved (the counter's next one).
+    let e = refused(
+        &mut s,
+        create_as_op(Ino(6), Ino::ROOT, "c", "user:alice", vec![]),
+    );
+    assert_eq!(e.errno(), Errno::Inval, "{e}");
+    ok(
+        &mut s,
+        create_as_op(Ino(3), Ino::ROOT, "c", "user:alice", vec![]),
+    );
+    assert!(s.reserved.is_empty(), "{:?}", s.reserved);
+}
+
+#[test]
+fn a_create_under_a_reserved_id_replaces_a_file_unless_exclusive() {
+    let mut s = FsState::default();
+    let ids = s.reserve_ids("user:alice", 2).unwrap();
+    let d = mkdir(&mut s, Ino::ROOT, "d");
+    let old = create(&mut s, Ino::ROOT, "f");
+    ok(&mut s, commit_op(old, None, &[chunk(9, 4)]));
+    let e = refused(
+        &mut s,
+        create_as_op(Ino(ids.start), Ino::ROOT, "f", "user:alice", vec![]),
+    );
+    assert_eq!(e.errno(), Errno::Exist);
+    let e = refused(&mut s, {
+        let mut op = create_as_op(Ino(ids.start), Ino::ROOT, "d", "user:alice", vec![]);
+        if let FsOp::CreateAs { exclusive, .. } = &mut op {
+            *exclusive = false;
+        }
+        op
+    });
+    assert_eq!(e.errno(), Errno::IsDir, "{e}");
+    assert_eq!(d, s.resolve("/d").unwrap().ino);
+
+    let mut op = create_as_op(
+        Ino(ids.start),
+        Ino::ROOT,
+        "f",
+        "user:alice",
+        vec![chunk(3, 5)],
+    );
+    if let FsOp::CreateAs { exclusive, .. } = &mut op {
+        *exclusive = false;
+    }
+    let r = ok(&mut s, op);
+    assert_eq!(s.resolve("/f").unwrap().ino, Ino(ids.start));
+    assert_eq!(
+        r.released,
+        vec![chunk(9, 4)],
+        "the replaced file's chunks go"
+    );
+    assert!(s.get(old).is_none());
+}
+
+#[test]
+fn reservations_are_bounded_and_survive_a_snapshot() {
+    let mut s = FsState::default();
+    let e = s.reserve_ids("user:alice", 0).unwrap_err();
+    assert!(e.to_string().contains("1 to 4096"), "{e}");
+    assert!(s.reserve_ids("user:alice", MAX_RESERVED_IDS + 1).is_err());
+    let before = s.clone();
+    assert!(s.reserve_ids("user:alice", 0).is_err());
+    assert_eq!(s, before, "a refused reservation changes nothing");
+
+    let first = s.reserve_ids("user:alice", 2).unwrap();
+    for _ in 0..RESERVATIONS_PER_OWNER {
+        s.reserve_ids("user:alice", 2).unwrap();
+    }
+    s.reserve_ids("user:bob", 2).unwrap();
+    assert_eq!(s.reserved.len(), RESERVATIONS_PER_OWNER + 1);
+    let e = refused(
+        &mut s,
+        create_as_op(Ino(first.start), Ino::ROOT, "x", "user:alice", vec![]),
+    );
+    assert_eq!(e.errno(), Errno::Inval, "the oldest run was dropped: {e}");
+
+    let decoded: FsState = postcard::from_bytes(&encode(&s)).unwrap();
+    assert_eq!(decoded, s);
+}
