@@ -122,6 +122,22 @@ pub enum FsOpRequest {
     Replicas {
         replicas: Option<u8>,
     },
+    /// Set aside `count` (at most 4096) object ids for the caller, who may
+    /// then create files under them in any order with
+    /// `PUT /v1/fs/PATH?ino=ID&new=true`, sending name and content in one
+    /// request. Needs write access to PATH (a directory); answers
+    /// [`FsIds`].
+    ReserveIds {
+        count: u64,
+    },
+}
+
+/// The object ids [`FsOpRequest::ReserveIds`] set aside: `first` to
+/// `first + count - 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsIds {
+    pub first: u64,
+    pub count: u64,
 }
 
 /// `GET /v1/fsck`: every chunk the namespace refers to, against the copies

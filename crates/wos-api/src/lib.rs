@@ -12,7 +12,7 @@ pub mod jobs;
 mod types;
 
 pub use client::{ApiFailure, Client, ClientConfig, ErrorKind};
-pub use fs::{FsEntry, FsListing, FsOpRequest, FsckReport, SpecialKind};
+pub use fs::{FsEntry, FsIds, FsListing, FsOpRequest, FsckReport, SpecialKind};
 pub use identity::{Identity, IdentityError, default_client_config_path, write_private_file};
 pub use jobs::{
     FrameDecoder, FrameKind, JobInfo, JobKind, JobLimits, JobState, JobUsage, RunRequest,

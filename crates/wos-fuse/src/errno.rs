@@ -21,6 +21,8 @@ pub(crate) fn errno(f: &ApiFailure) -> Errno {
         // try again, which is what EAGAIN says (ESTALE would suggest the
         // file itself is gone).
         Some(412) if msg.contains("exists") => Errno::EEXIST,
+        // An upload's object was renamed, removed or replaced elsewhere.
+        Some(412) if msg.contains("no longer names") => Errno::ESTALE,
         Some(412) => Errno::EAGAIN,
         Some(400 | 422) => bad_request(msg),
         Some(413) => Errno::EFBIG,

@@ -8,12 +8,12 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use fuser::{Errno, FileAttr};
 use tracing::{error, warn};
-use wos_api::{ApiFailure, FsEntry};
+use wos_api::FsEntry;
 
 use crate::errno::io_errno;
 use crate::fs::{Handle, WosFs, lock};
 use crate::nodes::Kind;
-use crate::remote::{Streaming, Tag};
+use crate::remote::{Streaming, Tag, Target};
 use crate::spool::{OpenFile, OpenState, Spool};
 
 /// The least a non-sequential read fetches.
@@ -91,6 +91,9 @@ impl ReadAhead {
 
 impl WosFs {
     pub(crate) fn do_open(&self, ino: u64, flags: i32) -> Result<u64, Errno> {
+        // A second handle on a file only this mount has: the cell gets it
+        // first, so that this open reads it like any other.
+        self.make_pending(ino)?;
         // Close-to-open: every open sees the latest committed version.
         let before = lock(&self.nodes).get(ino).map(|n| Tag::of(&n.entry));
         let e = self.stat_ino(ino)?;
@@ -114,10 +117,16 @@ impl WosFs {
         mode: u32,
         flags: i32,
     ) -> Result<(FileAttr, u64), Errno> {
-        let (path, _) = self.child_path(parent, name)?;
+        let (path, name) = self.child_path(parent, name)?;
+        let sent = Instant::now();
+        if let Some(e) = self.defer_create(parent, &name, mode & 0o7777, flags) {
+            self.cache_put(parent, &e);
+            self.created_in(parent, &e, sent);
+            let fh = self.open_entry(&e, flags, true)?;
+            return Ok((self.hand_out(parent, &e), fh));
+        }
         // The file exists (empty) from now on, for everyone: an open file
         // has a name, and the data follows at close.
-        let sent = Instant::now();
         let (e, created) = match self.remote.create(&path, mode & 0o7777) {
             Ok(e) => (e, true),
             Err(f) if f.status == Some(412) && flags & libc::O_EXCL == 0 => {
@@ -136,6 +145,7 @@ impl WosFs {
         self.cache_put(parent, &e);
         if created {
             self.created_in(parent, &e, sent);
+            self.note_created(parent, &e);
         }
         let fh = self.open_entry(&e, flags, created)?;
         Ok((self.hand_out(parent, &e), fh))
@@ -456,10 +466,11 @@ impl WosFs {
     fn commit(&self, ino: u64, open: &OpenFile) -> Result<(), Errno> {
         let mut st = open.lock();
         let Some(spool) = st.spool.as_mut() else {
-            return Ok(());
+            return self.make_pending(ino);
         };
         if !spool.dirty {
-            return Ok(());
+            // Unchanged, but perhaps new: the cell must have it now.
+            return self.make_pending(ino);
         }
         match self.upload(ino, spool) {
             Ok(()) => {}
@@ -486,37 +497,23 @@ impl WosFs {
         lock(&self.nodes).get(ino).is_some_and(|n| n.unlinked)
     }
 
-    /// Makes `spool` the new version of `ino`.
+    /// Makes `spool` the new version of `ino` (and, for a file only this
+    /// mount has so far, creates it). The cell refuses to write over
+    /// whatever another client put at its path: a file renamed or removed
+    /// elsewhere is not brought back to life under its old name, and
+    /// another file there is not clobbered (ESTALE).
     fn upload(&self, ino: u64, spool: &Spool) -> Result<(), Errno> {
+        if let Some(created) = self.send_pending(ino, Some(spool.path())) {
+            return created.map(|_| ());
+        }
         let path = self.path_of(ino)?;
-        self.check_still_named(ino, &path)?;
         let e = self
             .remote
-            .upload(&path, spool.path())
+            .upload(&path, Some(spool.path()), Target::Existing(ino))
             .map_err(|f| self.fail_transfer("write", &path, &f))?;
         lock(&self.nodes).refresh(&e);
         self.cache_put_in_parent(&e);
         Ok(())
-    }
-
-    /// Refuses to write over whatever another client put at `path`: a file
-    /// renamed or removed elsewhere is not brought back to life under its
-    /// old name, and another file there is not clobbered.
-    fn check_still_named(&self, ino: u64, path: &str) -> Result<(), Errno> {
-        match self.remote.stat(path) {
-            Ok(e) if e.ino == ino => Ok(()),
-            Ok(_)
-            | Err(ApiFailure {
-                status: Some(404), ..
-            }) => {
-                warn!(
-                    "{path} was renamed, removed or replaced by another client while open here: \
-                     not writing over it"
-                );
-                Err(Errno::ESTALE)
-            }
-            Err(f) => Err(self.fail("write", path, &f)),
-        }
     }
 
     /// flush (every close) and fsync: the changes become the new version.

@@ -19,6 +19,7 @@ use fuser::{
 use tracing::{debug, warn};
 use wos_api::{ApiFailure, FsEntry};
 
+use crate::deferred::Deferred;
 use crate::errno::{errno, io_errno};
 use crate::files::FileState;
 use crate::namespace::AttrChange;
@@ -117,7 +118,9 @@ pub(crate) struct WosFs {
     pub(crate) open_files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     next_fh: AtomicU64,
     /// Tells the kernel to drop what it cached (set once the session runs).
-    notifier: Arc<OnceLock<Notifier>>,
+    pub(crate) notifier: Arc<OnceLock<Notifier>>,
+    /// Creates the cell learns of at the file's first close.
+    pub(crate) deferred: Deferred,
 }
 
 /// Locks `m`, whether or not a panicking thread left it poisoned: every
@@ -187,6 +190,7 @@ impl WosFs {
             open_files: Mutex::default(),
             next_fh: AtomicU64::new(1),
             notifier,
+            deferred: Deferred::default(),
         }
     }
 
@@ -365,7 +369,14 @@ impl WosFs {
             .remote
             .list(&path)
             .map_err(|f| self.fail("list", &path, &f))?;
-        let listing = Arc::new(Listing::new(answer.entries));
+        let mut entries = answer.entries;
+        for p in self.pending_in(dir) {
+            // Only this mount has it so far.
+            if !entries.iter().any(|e| e.name == p.name) {
+                entries.push(p);
+            }
+        }
+        let listing = Arc::new(Listing::new(entries));
         {
             let mut nodes = lock(&self.nodes);
             for e in &listing.entries {

@@ -27,6 +27,7 @@
 //! changing owners (EPERM: owners are cell principals). Locks are the
 //! kernel's own, so they only hold among programs using the same mount.
 
+mod deferred;
 mod errno;
 mod files;
 mod fs;

@@ -218,6 +218,9 @@ impl WosFs {
 
     /// A fresh `stat` of `ino` through its path, which must still name it.
     pub(crate) fn stat_ino(&self, ino: u64) -> Result<FsEntry, Errno> {
+        if let Some(p) = self.pending(ino) {
+            return Ok(p.entry.clone());
+        }
         let path = self.path_of(ino)?;
         let e = self
             .remote
@@ -238,6 +241,10 @@ impl WosFs {
         if change.uid.is_some_and(|u| u != my_uid) || change.gid.is_some_and(|g| g != my_gid) {
             // Owners are cell principals, which no local uid names.
             return Err(Errno::EPERM);
+        }
+        if change.mode.is_some() || change.atime.is_some() || change.mtime.is_some() {
+            // Attributes are set on the cell's file: it must have it.
+            self.make_pending(ino)?;
         }
         if let Some(mode) = change.mode {
             self.chmod(ino, mode & MODE_BITS)?;
@@ -383,7 +390,17 @@ impl WosFs {
         let (path, name) = self.child_path(parent, name)?;
         // The gateway removes whatever it finds there; the kernel checked the
         // kind it knows, and so does this, in case the name was reused.
-        let known = lock(&self.nodes).child(parent, &name).map(|n| n.kind());
+        let known = lock(&self.nodes)
+            .child(parent, &name)
+            .map(|n| (n.kind(), n.entry.ino));
+        // The cell must see what only this mount has made: a directory
+        // holding such a file is not empty.
+        match known {
+            Some((Kind::Dir, child)) => self.make_pending_in(child),
+            Some((_, child)) => self.make_pending(child)?,
+            None => {}
+        }
+        let known = known.map(|(kind, _)| kind);
         match (dir, known) {
             (true, Some(k)) if k != Kind::Dir => return Err(Errno::ENOTDIR),
             (false, Some(Kind::Dir)) => return Err(Errno::EISDIR),
@@ -411,6 +428,14 @@ impl WosFs {
         }
         let (from, name) = self.child_path(parent, name)?;
         let (to, new_name) = self.child_path(new_parent, new_name)?;
+        // Both names as the cell must see them: a file only this mount has
+        // made is moved, or replaced, there.
+        for (dir, n) in [(parent, &name), (new_parent, &new_name)] {
+            let child = lock(&self.nodes).child(dir, n).map(|c| c.entry.ino);
+            if let Some(child) = child {
+                self.make_pending(child)?;
+            }
+        }
         // RENAME_NOREPLACE (what `mv` tries first) is a check before the
         // rename: WebFS has no such rename, and the window is one round trip.
         if flags.contains(RenameFlags::RENAME_NOREPLACE)

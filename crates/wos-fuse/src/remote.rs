@@ -13,7 +13,7 @@ use futures::StreamExt;
 use reqwest::{Method, StatusCode, header};
 use tokio::io::AsyncReadExt;
 use tokio::runtime::Handle;
-use wos_api::{ApiFailure, Client, ErrorKind, FsEntry, FsListing, FsOpRequest, NodeState};
+use wos_api::{ApiFailure, Client, ErrorKind, FsEntry, FsIds, FsListing, FsOpRequest, NodeState};
 
 /// Transfers of whole files may take as long as they take; the client's own
 /// (short) timeout stays for metadata calls and ranges.
@@ -79,6 +79,21 @@ impl std::fmt::Display for Fail {
             ),
         }
     }
+}
+
+/// Which file an upload makes a new version of.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target {
+    /// Object `ino`, which the path must still name (else the cell refuses
+    /// and nothing changes: another client renamed, removed or replaced it).
+    Existing(u64),
+    /// A file this mount created under the reserved id `ino` and the cell
+    /// has not seen yet: created with this content in the same request.
+    New {
+        ino: u64,
+        mode: u32,
+        exclusive: bool,
+    },
 }
 
 /// Bytes of one version of a file.
@@ -235,16 +250,38 @@ impl Remote {
         })
     }
 
-    /// Makes the content of `spool` the new version of `path` (created if
-    /// absent), streamed from the file.
-    pub fn upload(&self, path: &str, spool: &Path) -> std::result::Result<FsEntry, Fail> {
+    /// Makes the content of `spool` (none: empty) the new version of the
+    /// file `target` names at `path`, streamed from the file.
+    pub fn upload(
+        &self,
+        path: &str,
+        spool: Option<&Path>,
+        target: Target,
+    ) -> std::result::Result<FsEntry, Fail> {
         self.block_on(async {
-            let file = tokio::fs::File::open(spool).await.map_err(Fail::Local)?;
-            let req = self
+            let body = match spool {
+                Some(spool) => {
+                    let file = tokio::fs::File::open(spool).await.map_err(Fail::Local)?;
+                    let len = file.metadata().await.map_err(Fail::Local)?.len();
+                    reqwest::Body::wrap_stream(file_stream(file, len))
+                }
+                None => reqwest::Body::from(Vec::new()),
+            };
+            let query = match target {
+                Target::Existing(ino) => format!("?ino={ino}"),
+                Target::New { ino, mode, .. } => format!("?ino={ino}&new=true&mode={mode:o}"),
+            };
+            let mut req = self
                 .client
-                .request(Method::PUT, &url(path, ""))
+                .request(Method::PUT, &url(path, &query))
                 .timeout(TRANSFER_TIMEOUT)
-                .body(reqwest::Body::wrap_stream(file_stream(file)));
+                .body(body);
+            if let Target::New {
+                exclusive: true, ..
+            } = target
+            {
+                req = req.header(header::IF_NONE_MATCH, "*");
+            }
             let resp = self.send(req).await?;
             let entry = resp
                 .json::<FsEntry>()
@@ -268,6 +305,15 @@ impl Remote {
                 .await
                 .map_err(|e| failure(502, format!("creating {path}: unexpected answer: {e}")))
         })
+    }
+
+    /// Sets aside `count` object ids for files this identity creates (in
+    /// `dir` or anywhere else it may).
+    pub fn reserve_ids(&self, dir: &str, count: u64) -> Result<FsIds> {
+        self.block_on(
+            self.client
+                .post(&url(dir, ""), &FsOpRequest::ReserveIds { count }),
+        )
     }
 
     /// A namespace change: mkdir, rename, symlink, chmod.
@@ -313,18 +359,23 @@ pub(crate) fn url(path: &str, query: &str) -> String {
     u
 }
 
-/// The spool file as a request body, read a piece at a time.
+/// The spool file (`len` bytes long) as a request body, read a piece at a
+/// time. Buffers are sized to what is left: a small file does not cost a
+/// zeroed piece-sized buffer.
 fn file_stream(
     file: tokio::fs::File,
+    len: u64,
 ) -> impl futures::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
-    futures::stream::unfold(Some(file), |file| async move {
-        let mut file = file?;
-        let mut buf = vec![0u8; UPLOAD_PIECE];
+    futures::stream::unfold(Some((file, len)), |state| async move {
+        let (mut file, left) = state?;
+        let want = left.clamp(1, UPLOAD_PIECE as u64) as usize;
+        let mut buf = vec![0u8; want];
         match file.read(&mut buf).await {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((Ok(buf), Some(file)))
+                let left = left.saturating_sub(n as u64);
+                Some((Ok(buf), Some((file, left))))
             }
             Err(e) => Some((Err(e), None)),
         }

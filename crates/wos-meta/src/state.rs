@@ -152,6 +152,13 @@ pub enum Command {
     Fs {
         op: wos_fsmeta::FsOp,
     },
+    /// Set aside `count` WebFS inode ids for `owner` (see
+    /// [`wos_fsmeta::FsState::reserve_ids`]). Changes no visible object, so
+    /// it breaks no callback.
+    ReserveFileIds {
+        owner: String,
+        count: u64,
+    },
     /// No change: used to measure the log.
     Noop,
 }
@@ -187,6 +194,10 @@ pub enum Outcome {
     /// The answer to a namespace change (a refusal changed nothing).
     Fs {
         reply: Box<Result<wos_fsmeta::FsReply, wos_fsmeta::FsError>>,
+    },
+    /// The ids [`Command::ReserveFileIds`] set aside (a refusal changed nothing).
+    FileIds {
+        ids: Result<std::ops::Range<u64>, wos_fsmeta::FsError>,
     },
     /// The command was refused and changed nothing.
     Rejected {
@@ -338,6 +349,9 @@ impl CellState {
             Command::JobStart { job, key } => self.job_start(job, key.as_deref()),
             Command::Fs { op } => Outcome::Fs {
                 reply: Box::new(self.fs.apply(op)),
+            },
+            Command::ReserveFileIds { owner, count } => Outcome::FileIds {
+                ids: self.fs.reserve_ids(owner, *count),
             },
             Command::JobEnd {
                 id,

@@ -21,7 +21,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use futures::StreamExt;
 use serde::Deserialize;
-use wos_api::{FsEntry, FsListing, FsOpRequest, FsckReport, NodeState, SpecialKind};
+use wos_api::{FsEntry, FsIds, FsListing, FsOpRequest, FsckReport, NodeState, SpecialKind};
 use wos_auth::{Action, Object, Principal};
 use wos_blocks::{CHUNK_SIZE, Candidate, ChunkId};
 use wos_fsmeta::{ChunkRef, Errno, FsError, FsOp, FsReply, Ino, Inode, Kind};
@@ -48,8 +48,8 @@ pub fn routes() -> Router<Arc<NodeCtx>> {
                 .post(fs_post)
                 .layer(DefaultBodyLimit::disable()),
         )
-        .route("/v1/fs", get(fs_root))
-        .route("/v1/fs/", get(fs_root))
+        .route("/v1/fs", get(fs_root).post(fs_post_root))
+        .route("/v1/fs/", get(fs_root).post(fs_post_root))
         .route("/v1/fsck", get(fsck))
         .route("/internal/chunks", get(chunk_list))
         .route(
@@ -599,6 +599,15 @@ struct PutQuery {
     /// Mode of a new file (octal digits, e.g. 644).
     #[serde(default)]
     mode: Option<String>,
+    /// The object the path must name (else 412, nothing changed): a writer
+    /// does not write over a file that was renamed, removed or replaced
+    /// since it opened it. With `new`, the id (reserved with
+    /// `ReserveIds`) the file is created under if the path names none.
+    #[serde(default)]
+    ino: Option<u64>,
+    /// Create the file under `ino` with this content, in one step.
+    #[serde(default)]
+    new: bool,
 }
 
 /// The version a conditional write expects: `X-Wos-If-Version: N` or
@@ -695,7 +704,8 @@ async fn put_file(
             format!("{parent_path} is not a directory"),
         ));
     }
-    if let Some(e) = &existing {
+    let same_object = existing.as_ref().is_some_and(|e| Some(e.ino.0) == q.ino);
+    if let Some(e) = existing.as_ref().filter(|_| !same_object) {
         if exclusive {
             return Err(ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
@@ -719,6 +729,37 @@ async fn put_file(
         ));
     }
     let r = ctx.meta.read(|s| s.fs.replicas_for(parent.ino)) as usize;
+    if q.new {
+        let ino = q.ino.ok_or_else(|| {
+            ApiError::bad("new=true needs ino=ID, an id reserved with the reserveids op")
+        })?;
+        let body = body.take().expect("the body is read once");
+        let (size, chunks) = store_body(ctx, body, r).await?;
+        let op = FsOp::CreateAs {
+            ino: Ino(ino),
+            parent: parent.ino,
+            name,
+            mode,
+            owner: who.id(),
+            now_ms: now_millis(),
+            exclusive,
+            size,
+            chunks,
+        };
+        let reply = apply(ctx, op).await?;
+        return Ok(put_answer(&path, &reply.inode));
+    }
+    if let Some(ino) = q.ino
+        && existing.as_ref().is_none_or(|e| e.ino.0 != ino)
+    {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            format!(
+                "{path} no longer names object {ino}: it was renamed, removed or replaced \
+                 by another client; nothing was changed"
+            ),
+        ));
+    }
     let body = body.take().expect("the body is read once");
     let (size, chunks) = store_body(ctx, body, r).await?;
     let ino = match existing {
@@ -862,6 +903,16 @@ async fn fs_delete(State(ctx): Ctx, Path(path): Path<String>) -> Result<StatusCo
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /v1/fs` (the root directory) with a JSON [`FsOpRequest`].
+async fn fs_post_root(
+    ctx: Ctx,
+    who: Extension<Principal>,
+    bearer: Extension<Bearer>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    fs_post(ctx, who, bearer, Path(String::new()), body).await
+}
+
 /// `POST /v1/fs/PATH` with a JSON [`FsOpRequest`].
 async fn fs_post(
     State(ctx): Ctx,
@@ -869,10 +920,13 @@ async fn fs_post(
     Extension(Bearer(bearer)): Extension<Bearer>,
     Path(path): Path<String>,
     body: Bytes,
-) -> Result<Json<FsEntry>, ApiError> {
+) -> Result<Response, ApiError> {
     let path = full_path(&path)?;
     let req: FsOpRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(format!("bad file system operation: {e}")))?;
+    if let FsOpRequest::ReserveIds { count } = req {
+        return Ok(Json(reserve_ids(&ctx, &who, &path, count).await?).into_response());
+    }
     ctx.meta.linearizable().await?;
     let now_ms = now_millis();
     let inode = match req {
@@ -964,10 +1018,49 @@ async fn fs_post(
                 now_ms,
             };
             let inode = apply(&ctx, op).await?.inode;
-            return Ok(Json(entry(&to, &inode)));
+            return Ok(Json(entry(&to, &inode)).into_response());
         }
+        FsOpRequest::ReserveIds { .. } => unreachable!("answered above"),
     };
-    Ok(Json(entry(&path, &inode)))
+    Ok(Json(entry(&path, &inode)).into_response())
+}
+
+/// Sets aside object ids for `who` to create files under (the monitor has
+/// checked write access to `dir`, which must be a directory).
+async fn reserve_ids(
+    ctx: &NodeCtx,
+    who: &Principal,
+    dir: &str,
+    count: u64,
+) -> Result<FsIds, ApiError> {
+    let is_dir = crate::fs_cache::fresh_read(ctx, |s| {
+        let found = s.fs.resolve_follow(dir).map(|i| i.is_dir());
+        (found, None)
+    })
+    .await?
+    .map_err(fs_error)?;
+    if !is_dir {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{dir} is not a directory: reserve ids on the directory you create in"),
+        ));
+    }
+    let cmd = Command::ReserveFileIds {
+        owner: who.id(),
+        count,
+    };
+    match ctx.meta.write(cmd).await?.outcome {
+        Outcome::FileIds { ids } => {
+            let ids = ids.map_err(fs_error)?;
+            Ok(FsIds {
+                first: ids.start,
+                count: ids.end - ids.start,
+            })
+        }
+        other => Err(crate::api::internal(format!(
+            "unexpected outcome {other:?}"
+        ))),
+    }
 }
 
 fn resolve_ino(ctx: &NodeCtx, path: &str) -> Result<Ino, ApiError> {
