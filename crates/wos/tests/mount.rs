@@ -444,3 +444,102 @@ fn wos_up_mounts_the_cells_files_and_unmounts_them_when_it_stops() {
         log_text()
     );
 }
+
+/// The metadata log's length as node `via` has applied it.
+fn applied(cell: &Cell, via: usize) -> u64 {
+    cell.status(via).expect("status").applied_index
+}
+
+/// Creates through a mount that has already created in a directory are
+/// answered at once and reach the cell with the first close: name and
+/// content in one metadata write. They show on the other nodes from that
+/// close on; whatever needs them on the cell earlier makes them there; and
+/// a name taken meanwhile elsewhere fails an `O_EXCL` creator at close.
+#[test]
+fn creates_in_a_busy_directory_cost_one_metadata_write_and_show_at_close() {
+    if !can_mount() {
+        eprintln!("skipped: mounting with FUSE needs root and /dev/fuse");
+        return;
+    }
+    let cell = Cell::start(bin(), 3, 3).expect("cell starts");
+    let a = Mount::start(&cell, 0);
+    let b = Mount::start(&cell, 1);
+    fs::create_dir(a.p("many")).unwrap();
+    fs::write(a.p("many/first"), b"first").unwrap();
+
+    let (threads, per_thread) = (8, 25);
+    let before = applied(&cell, 0);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let dir = a.p("many");
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    fs::write(dir.join(format!("f-{t}-{i}")), format!("{t}/{i}")).unwrap();
+                }
+            });
+        }
+    });
+    let writes = applied(&cell, 0) - before;
+    let files = (threads * per_thread) as u64;
+    // One per file, plus the id reservation and a little slack for the
+    // cell's own bookkeeping; two per file before deferred creates.
+    assert!(
+        writes <= files + 10,
+        "{files} new files took {writes} metadata writes"
+    );
+    std::thread::sleep(AFTER_TTL);
+    let seen = names(&b.p("many"));
+    assert_eq!(
+        seen.len(),
+        1 + threads * per_thread,
+        "mount B lists {seen:?}"
+    );
+    for t in 0..threads {
+        for i in [0, per_thread - 1] {
+            let name = format!("many/f-{t}-{i}");
+            assert_eq!(fs::read_to_string(b.p(&name)).unwrap(), format!("{t}/{i}"));
+        }
+    }
+    let cat = ok(cell.wos(2, &["fs", "cat", "/many/f-7-24"]));
+    assert_eq!(cat, "7/24");
+
+    // Open and not yet closed: this mount lists and stats it, even after
+    // its listing was fetched again; a rename makes it on the cell first.
+    let mut open = fs::File::create(a.p("many/open")).unwrap();
+    open.write_all(b"written before the rename").unwrap();
+    std::thread::sleep(AFTER_TTL);
+    assert!(names(&a.p("many")).contains(&"open".to_string()));
+    assert_eq!(fs::metadata(a.p("many/open")).unwrap().len(), 25);
+    fs::rename(a.p("many/open"), a.p("many/moved")).unwrap();
+    drop(open);
+    std::thread::sleep(AFTER_TTL);
+    assert_eq!(
+        fs::read_to_string(b.p("many/moved")).unwrap(),
+        "written before the rename"
+    );
+    assert_eq!(errno(fs::metadata(b.p("many/open"))), Some(libc::ENOENT));
+
+    // The same name made elsewhere before this mount's close: O_EXCL fails
+    // at close and leaves the other file; without it, the last close wins.
+    let mut excl = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(a.p("many/race"))
+        .unwrap();
+    let mut plain = fs::File::create(a.p("many/race2")).unwrap();
+    excl.write_all(b"from A").unwrap();
+    plain.write_all(b"from A").unwrap();
+    fs::write(b.p("many/race"), b"from B").unwrap();
+    fs::write(b.p("many/race2"), b"from B").unwrap();
+    assert_eq!(errno(excl.sync_all()), Some(libc::EEXIST));
+    drop(excl);
+    plain.sync_all().unwrap();
+    drop(plain);
+    std::thread::sleep(AFTER_TTL);
+    for m in [&a, &b] {
+        assert_eq!(fs::read_to_string(m.p("many/race")).unwrap(), "from B");
+        assert_eq!(fs::read_to_string(m.p("many/race2")).unwrap(), "from A");
+    }
+    a.unmount();
+    b.unmount();
+}
