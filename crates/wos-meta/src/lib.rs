@@ -425,12 +425,24 @@ impl Meta {
                     Err(e) => LeaderReply::Failed(e.to_string()),
                 }
             }
-            LeaderRequest::ReadIndex => match raft.ensure_linearizable(ReadPolicy::ReadIndex).await
-            {
-                Ok(read) => LeaderReply::ReadIndex(read.index()),
-                Err(e) if e.forward_to_leader().is_some() => LeaderReply::NotLeader,
-                Err(e) => LeaderReply::Failed(e.to_string()),
-            },
+            LeaderRequest::ReadIndex => {
+                // Within its lease (renewed by every heartbeat a quorum
+                // answers; followers vote for no one else meanwhile) the
+                // leader knows it still leads without asking: the read costs
+                // no round trip to the followers. With the lease run out, it
+                // asks a quorum (ReadIndex).
+                let read = match raft.ensure_linearizable(ReadPolicy::LeaseRead).await {
+                    Err(e) if e.forward_to_leader().is_none() => {
+                        raft.ensure_linearizable(ReadPolicy::ReadIndex).await
+                    }
+                    other => other,
+                };
+                match read {
+                    Ok(read) => LeaderReply::ReadIndex(read.index()),
+                    Err(e) if e.forward_to_leader().is_some() => LeaderReply::NotLeader,
+                    Err(e) => LeaderReply::Failed(e.to_string()),
+                }
+            }
         }
     }
 

@@ -684,21 +684,24 @@ async fn put_file(
     };
     // The checks below are the friendly part: the metadata ops check
     // again when they apply.
+    // (Only the parent's id: cloning its inode would copy every entry.)
     let (parent, existing) = crate::fs_cache::fresh_read(ctx, |s| {
-        let parent = s.fs.resolve_follow(&parent_path).cloned();
+        let parent =
+            s.fs.resolve_follow(&parent_path)
+                .map(|p| (p.ino, p.is_dir()));
         let existing = parent
             .as_ref()
             .ok()
-            .and_then(|p| s.fs.lookup(p.ino, &name).cloned());
+            .and_then(|(p, _)| s.fs.lookup(*p, &name).cloned());
         let deps = match &parent {
-            Ok(p) if s.fs.path_of(p.ino).is_some_and(|c| c == parent_path) => Some(chain(s, p.ino)),
+            Ok((p, _)) if s.fs.path_of(*p).is_some_and(|c| c == parent_path) => Some(chain(s, *p)),
             _ => None,
         };
         ((parent, existing), deps)
     })
     .await?;
-    let parent = parent.map_err(fs_error)?;
-    if !parent.is_dir() {
+    let (parent, parent_is_dir) = parent.map_err(fs_error)?;
+    if !parent_is_dir {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("{parent_path} is not a directory"),
@@ -728,7 +731,7 @@ async fn put_file(
             ),
         ));
     }
-    let r = ctx.meta.read(|s| s.fs.replicas_for(parent.ino)) as usize;
+    let r = ctx.meta.read(|s| s.fs.replicas_for(parent)) as usize;
     if q.new {
         let ino = q.ino.ok_or_else(|| {
             ApiError::bad("new=true needs ino=ID, an id reserved with the reserveids op")
@@ -737,7 +740,7 @@ async fn put_file(
         let (size, chunks) = store_body(ctx, body, r).await?;
         let op = FsOp::CreateAs {
             ino: Ino(ino),
-            parent: parent.ino,
+            parent: parent,
             name,
             mode,
             owner: who.id(),
@@ -768,7 +771,7 @@ async fn put_file(
             let created = apply(
                 ctx,
                 FsOp::Create {
-                    parent: parent.ino,
+                    parent: parent,
                     name: name.clone(),
                     mode,
                     owner: who.id(),
