@@ -21,6 +21,7 @@
 
 mod cache;
 mod chunker;
+pub mod direct;
 mod error;
 mod id;
 mod place;

@@ -121,9 +121,14 @@ impl ChunkStore {
         if self.keep_present(id, len)? {
             return Ok(false);
         }
-        let mut temp = TempFile::create(&self.fanout_dir(id), id)?;
-        temp.file
-            .write_all(bytes)
+        let temp = TempFile::create(&self.fanout_dir(id), id)?;
+        // A chunk is not read back soon: around the page cache.
+        let direct = match bytes.len() >= crate::direct::DIRECT_MIN {
+            true => crate::direct::open(&temp.path),
+            false => Ok(None),
+        };
+        direct
+            .and_then(|d| crate::direct::write_at(d.as_ref(), &temp.file, 0, bytes))
             .map_err(|e| Error::io("write the temporary file", &temp.path, e))?;
         self.publish(id, temp)
     }

@@ -53,6 +53,10 @@ impl SpoolDir {
 #[derive(Debug)]
 pub(crate) struct Spool {
     file: tempfile::NamedTempFile,
+    /// The same file for writes around the page cache: a spool is read
+    /// once, by the upload (see `wos_blocks::direct`). Opened at the first
+    /// large write; `None` inside if its file system refuses.
+    direct: Option<Option<File>>,
     len: u64,
     /// Holds changes the cell has not got yet.
     pub dirty: bool,
@@ -65,6 +69,7 @@ impl Spool {
     pub fn new_in(dir: &Path) -> io::Result<Spool> {
         Ok(Spool {
             file: tempfile::Builder::new().prefix("spool-").tempfile_in(dir)?,
+            direct: None,
             len: 0,
             dirty: false,
             changed_ms: 0,
@@ -103,7 +108,11 @@ impl Spool {
     }
 
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.file.as_file().write_all_at(data, offset)?;
+        if self.direct.is_none() && data.len() >= wos_blocks::direct::DIRECT_MIN {
+            self.direct = Some(wos_blocks::direct::open(self.file.path())?);
+        }
+        let direct = self.direct.as_ref().and_then(Option::as_ref);
+        wos_blocks::direct::write_at(direct, self.file.as_file(), offset, data)?;
         self.len = self.len.max(offset + data.len() as u64);
         self.changed();
         Ok(())

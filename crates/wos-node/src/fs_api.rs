@@ -36,7 +36,7 @@ type Ctx = State<Arc<NodeCtx>>;
 /// Chunks a read fetches ahead of the one it sends.
 const READ_AHEAD: usize = 3;
 /// Chunks an upload replicates while it receives the next.
-const WRITE_BEHIND: usize = 3;
+const WRITE_BEHIND: usize = 8;
 
 pub fn routes() -> Router<Arc<NodeCtx>> {
     Router::new()
