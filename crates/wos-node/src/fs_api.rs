@@ -740,7 +740,7 @@ async fn put_file(
         let (size, chunks) = store_body(ctx, body, r).await?;
         let op = FsOp::CreateAs {
             ino: Ino(ino),
-            parent: parent,
+            parent,
             name,
             mode,
             owner: who.id(),
@@ -771,7 +771,7 @@ async fn put_file(
             let created = apply(
                 ctx,
                 FsOp::Create {
-                    parent: parent,
+                    parent,
                     name: name.clone(),
                     mode,
                     owner: who.id(),
