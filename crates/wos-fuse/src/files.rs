@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use fuser::{Errno, FileAttr};
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 use wos_api::FsEntry;
 
 use crate::errno::io_errno;
@@ -15,6 +15,10 @@ use crate::fs::{Handle, WosFs, lock};
 use crate::nodes::Kind;
 use crate::remote::{Streaming, Tag, Target};
 use crate::spool::{OpenFile, OpenState, Spool};
+
+/// A spool this long is uploaded while it is still being written, so that
+/// closing a large file waits only for its last pieces.
+const STREAM_AFTER: u64 = 8 << 20;
 
 /// The least a non-sequential read fetches.
 const MIN_FETCH: u64 = 128 << 10;
@@ -376,6 +380,7 @@ impl WosFs {
         // than the size the kernel last heard of.
         let at = if h.append { spool.len() } else { offset };
         spool.write_at(at, data).map_err(|e| io_errno(&e))?;
+        self.after_change(h.ino, &mut st, at);
         h.open.publish(&st);
         Ok(data.len() as u32)
     }
@@ -398,8 +403,44 @@ impl WosFs {
         spool
             .allocate(mode, offset, len)
             .map_err(|e| io_errno(&e))?;
+        self.after_change(h.ino, &mut st, offset);
         h.open.publish(&st);
         Ok(())
+    }
+
+    /// After a change at `offset` to `ino`'s spool: feeds its growing
+    /// upload, abandons it if bytes it may have sent changed (the close then
+    /// uploads the whole file), or starts one for a file grown large.
+    fn after_change(&self, ino: u64, st: &mut OpenState, offset: u64) {
+        let Some(spool) = st.spool.as_ref() else {
+            return;
+        };
+        let len = spool.len();
+        if let Some(up) = st.upload.as_mut() {
+            if offset >= up.announced() {
+                up.announce(len);
+            } else {
+                st.upload = None;
+                st.no_stream = true;
+            }
+            return;
+        }
+        if st.no_stream || len < STREAM_AFTER {
+            return;
+        }
+        // The upload names the cell's file: a file only this mount has is
+        // made there first.
+        let path = match self.make_pending(ino).and_then(|()| self.path_of(ino)) {
+            Ok(path) => path,
+            Err(_) => {
+                st.no_stream = true;
+                return;
+            }
+        };
+        let up = self
+            .remote
+            .start_upload(&path, spool.path(), Target::Existing(ino), len);
+        st.upload = Some(up);
     }
 
     /// The spool of an open file, made on first need from the file's
@@ -431,19 +472,28 @@ impl WosFs {
         Ok(spool)
     }
 
-    /// truncate(2) and ftruncate(2).
-    pub(crate) fn truncate(&self, ino: u64, size: u64) -> Result<(), Errno> {
+    /// truncate(2) (`by_path`) and ftruncate(2).
+    pub(crate) fn truncate(&self, ino: u64, size: u64, by_path: bool) -> Result<(), Errno> {
         let open = lock(&self.open_files).get(&ino).cloned();
         if let Some(open) = &open {
             let mut st = open.lock();
             if !st.removed && st.writers > 0 {
-                // Open for writing here: the change goes out with the
-                // writer's close, like its writes.
+                // Open for writing here: the change goes to this mount's
+                // copy. Through the writer's handle it goes out with the
+                // writer's close, like its writes; by path (perhaps just
+                // after that close, before the kernel let go of the file) it
+                // is a change of its own, made now.
                 self.spool(&mut st, ino, Some(size))?
                     .set_len(size)
                     .map_err(|e| io_errno(&e))?;
+                self.after_change(ino, &mut st, size);
                 open.publish(&st);
-                return Ok(());
+                drop(st);
+                return if by_path {
+                    self.commit(ino, open)
+                } else {
+                    Ok(())
+                };
             }
         }
         // Not being written here: a new version now.
@@ -465,6 +515,24 @@ impl WosFs {
     /// Uploads this mount's changes to an open file, if it has any.
     fn commit(&self, ino: u64, open: &OpenFile) -> Result<(), Errno> {
         let mut st = open.lock();
+        // The next version may be uploaded as it is written again.
+        st.no_stream = false;
+        if let Some(up) = st.upload.take()
+            && let Some(spool) = st.spool.as_mut()
+        {
+            match self.remote.finish(up, spool.len()) {
+                Ok(e) => {
+                    lock(&self.nodes).refresh(&e);
+                    self.cache_put_in_parent(&e);
+                    spool.saved();
+                    open.publish(&st);
+                    return Ok(());
+                }
+                // The whole file goes again below, and says what is wrong
+                // if it fails too.
+                Err(f) => debug!("uploading {ino} while it was written: {f}"),
+            }
+        }
         let Some(spool) = st.spool.as_mut() else {
             return self.make_pending(ino);
         };

@@ -505,7 +505,7 @@ impl Filesystem for WosFs {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
@@ -519,6 +519,7 @@ impl Filesystem for WosFs {
             size,
             atime,
             mtime,
+            by_path: fh.is_none(),
         };
         match self.do_setattr(ino.0, change) {
             Ok(attr) => reply.attr(&TTL, &attr),

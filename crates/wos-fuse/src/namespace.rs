@@ -40,6 +40,8 @@ pub(crate) struct AttrChange {
     pub size: Option<u64>,
     pub atime: Option<TimeOrNow>,
     pub mtime: Option<TimeOrNow>,
+    /// truncate(2) by path, not through an open handle (ftruncate).
+    pub by_path: bool,
 }
 
 /// A time as WebFS keeps it: ms since the epoch, which cannot say "before
@@ -250,7 +252,7 @@ impl WosFs {
             self.chmod(ino, mode & MODE_BITS)?;
         }
         if let Some(size) = change.size {
-            self.truncate(ino, size)?;
+            self.truncate(ino, size, change.by_path)?;
         }
         if change.atime.is_some() || change.mtime.is_some() {
             self.set_times(ino, change.atime, change.mtime)?;

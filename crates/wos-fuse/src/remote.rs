@@ -108,6 +108,7 @@ pub(crate) struct Streaming {
     resp: reqwest::Response,
 }
 
+#[derive(Clone)]
 pub(crate) struct Remote {
     client: Client,
     rt: Handle,
@@ -267,28 +268,68 @@ impl Remote {
                 }
                 None => reqwest::Body::from(Vec::new()),
             };
-            let query = match target {
-                Target::Existing(ino) => format!("?ino={ino}"),
-                Target::New { ino, mode, .. } => format!("?ino={ino}&new=true&mode={mode:o}"),
-            };
-            let mut req = self
-                .client
-                .request(Method::PUT, &url(path, &query))
-                .timeout(TRANSFER_TIMEOUT)
-                .body(body);
-            if let Target::New {
-                exclusive: true, ..
-            } = target
-            {
-                req = req.header(header::IF_NONE_MATCH, "*");
-            }
-            let resp = self.send(req).await?;
-            let entry = resp
-                .json::<FsEntry>()
-                .await
-                .map_err(|e| failure(502, format!("writing {path}: unexpected answer: {e}")))?;
-            Ok(entry)
+            self.put(path, target, body).await
         })
+    }
+
+    /// Starts uploading the spool file at `spool` while it is still being
+    /// written: the request sends what [`Growing::announce`] says is
+    /// there, waits for more, and ends at [`Remote::finish`].
+    pub fn start_upload(&self, path: &str, spool: &Path, target: Target, len: u64) -> Growing {
+        let (tx, rx) = tokio::sync::watch::channel(Progress::Written(len));
+        let (this, path, spool) = (self.clone(), path.to_string(), spool.to_path_buf());
+        let task = self.rt.spawn(async move {
+            let file = tokio::fs::File::open(&spool).await.map_err(Fail::Local)?;
+            let body = reqwest::Body::wrap_stream(growing_stream(file, rx));
+            this.put(&path, target, body).await
+        });
+        Growing {
+            tx,
+            task: Some(task),
+            announced: len,
+        }
+    }
+
+    /// Ends a growing upload at `len` bytes and waits for the cell's answer.
+    pub fn finish(&self, mut up: Growing, len: u64) -> std::result::Result<FsEntry, Fail> {
+        let _ = up.tx.send(Progress::Done(len));
+        let task = up.task.take().expect("finished once");
+        match self.block_on(task) {
+            Ok(r) => r,
+            Err(e) => Err(Fail::Api(failure(
+                502,
+                format!("the upload task failed: {e}"),
+            ))),
+        }
+    }
+
+    async fn put(
+        &self,
+        path: &str,
+        target: Target,
+        body: reqwest::Body,
+    ) -> std::result::Result<FsEntry, Fail> {
+        let query = match target {
+            Target::Existing(ino) => format!("?ino={ino}"),
+            Target::New { ino, mode, .. } => format!("?ino={ino}&new=true&mode={mode:o}"),
+        };
+        let mut req = self
+            .client
+            .request(Method::PUT, &url(path, &query))
+            .timeout(TRANSFER_TIMEOUT)
+            .body(body);
+        if let Target::New {
+            exclusive: true, ..
+        } = target
+        {
+            req = req.header(header::IF_NONE_MATCH, "*");
+        }
+        let resp = self.send(req).await?;
+        let entry = resp
+            .json::<FsEntry>()
+            .await
+            .map_err(|e| failure(502, format!("writing {path}: unexpected answer: {e}")))?;
+        Ok(entry)
     }
 
     /// Creates an empty file with `mode`; fails (412 "exists") if the name
@@ -357,6 +398,93 @@ pub(crate) fn url(path: &str, query: &str) -> String {
     }
     u.push_str(query);
     u
+}
+
+/// How far a spool being uploaded while written has got.
+#[derive(Debug, Clone, Copy)]
+enum Progress {
+    /// Its first this many bytes are final.
+    Written(u64),
+    /// It is complete at this length.
+    Done(u64),
+    /// Written over below what was announced: the request must fail, so
+    /// that the cell changes nothing.
+    Abandoned,
+}
+
+/// An upload under way while its spool is still being written (see
+/// [`Remote::start_upload`]). Dropped without [`Remote::finish`], it fails
+/// and the cell changes nothing.
+#[derive(Debug)]
+pub(crate) struct Growing {
+    tx: tokio::sync::watch::Sender<Progress>,
+    task: Option<tokio::task::JoinHandle<std::result::Result<FsEntry, Fail>>>,
+    announced: u64,
+}
+
+impl Growing {
+    /// What the request may have sent already: bytes below this must not
+    /// change any more.
+    pub fn announced(&self) -> u64 {
+        self.announced
+    }
+
+    /// The spool's first `len` bytes are final.
+    pub fn announce(&mut self, len: u64) {
+        self.announced = self.announced.max(len);
+        let _ = self.tx.send(Progress::Written(self.announced));
+    }
+}
+
+impl Drop for Growing {
+    fn drop(&mut self) {
+        // Finished uploads sent `Done` already; this only reaches a stream
+        // still waiting for more.
+        let _ = self.tx.send_if_modified(|p| match p {
+            Progress::Done(_) => false,
+            _ => {
+                *p = Progress::Abandoned;
+                true
+            }
+        });
+    }
+}
+
+/// A growing spool file as a request body: reads what is announced, waits
+/// for more, ends at `Done` and fails at `Abandoned`.
+fn growing_stream(
+    file: tokio::fs::File,
+    progress: tokio::sync::watch::Receiver<Progress>,
+) -> impl futures::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
+    futures::stream::unfold(Some((file, 0u64, progress)), |state| async move {
+        let (mut file, sent, mut progress) = state?;
+        loop {
+            let (ready, complete) = match *progress.borrow_and_update() {
+                Progress::Written(n) => (n, false),
+                Progress::Done(n) => (n, true),
+                Progress::Abandoned => {
+                    let e = std::io::Error::other("the file was written over while uploading");
+                    return Some((Err(e), None));
+                }
+            };
+            if sent < ready {
+                let want = (ready - sent).min(UPLOAD_PIECE as u64) as usize;
+                let mut buf = vec![0u8; want];
+                return match file.read_exact(&mut buf).await {
+                    Ok(_) => Some((Ok(buf), Some((file, sent + want as u64, progress)))),
+                    Err(e) => Some((Err(e), None)),
+                };
+            }
+            if complete {
+                return None;
+            }
+            if progress.changed().await.is_err() {
+                let e = std::io::Error::other("the writer went away");
+                return Some((Err(e), None));
+            }
+        }
+    })
+    .boxed()
 }
 
 /// The spool file (`len` bytes long) as a request body, read a piece at a

@@ -201,6 +201,12 @@ pub(crate) struct OpenState {
     pub handles: usize,
     pub writers: usize,
     pub spool: Option<Spool>,
+    /// An upload of the spool that started while it was being written (a
+    /// large file): the close then only waits for the rest.
+    pub upload: Option<crate::remote::Growing>,
+    /// This version changed below what its growing upload had sent: it is
+    /// uploaded whole at close.
+    pub no_stream: bool,
     /// Dropped from the table of open files: a new open must make a new one.
     pub removed: bool,
 }

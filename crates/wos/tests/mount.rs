@@ -82,6 +82,7 @@ fn two_mounts_share_the_cells_files_as_a_posix_file_system() {
     assert!(fs::read(&back).unwrap() == big, "node C read other bytes");
 
     namespace(&a, &b);
+    large_writes(&a, &b);
     let big = partial_writes(&a, &b, big);
     truncation(&a, &b, big);
     rewrites(&cell, &a, &b);
@@ -212,6 +213,39 @@ fn partial_writes(a: &Mount, b: &Mount, mut big: Vec<u8>) -> Vec<u8> {
         "reopening reads the new version"
     );
     big
+}
+
+/// Files past 8 MiB are uploaded while they are written: in order, and
+/// with a write that goes back below what was sent (the close then sends
+/// the whole file again).
+fn large_writes(a: &Mount, b: &Mount) {
+    let ordered = data(21 << 20 | 999, 11);
+    let mut f = fs::File::create(a.p("large")).unwrap();
+    for piece in ordered.chunks(1 << 20) {
+        f.write_all(piece).unwrap();
+    }
+    drop(f);
+    let mut rewritten = data(19 << 20 | 5, 12);
+    let mut f = fs::File::create(a.p("large-rewritten")).unwrap();
+    f.write_all(&rewritten).unwrap();
+    // By now the upload under way has sent what lies at 3 MiB.
+    std::thread::sleep(Duration::from_millis(700));
+    f.seek(SeekFrom::Start(3 << 20)).unwrap();
+    f.write_all(b"went back").unwrap();
+    rewritten[3 << 20..(3 << 20) + 9].copy_from_slice(b"went back");
+    f.sync_all().unwrap();
+    // Written on after an fsync: a new version, uploaded as it grows.
+    f.seek(SeekFrom::End(0)).unwrap();
+    let more = data(9 << 20, 13);
+    f.write_all(&more).unwrap();
+    rewritten.extend_from_slice(&more);
+    drop(f);
+    std::thread::sleep(AFTER_TTL);
+    assert!(fs::read(b.p("large")).unwrap() == ordered, "large: other bytes");
+    assert!(
+        fs::read(b.p("large-rewritten")).unwrap() == rewritten,
+        "large-rewritten: other bytes"
+    );
 }
 
 /// ftruncate on an open file (shorter), truncate on a closed one (longer).
