@@ -234,6 +234,11 @@ fn large_writes(a: &Mount, b: &Mount) {
     f.write_all(b"went back").unwrap();
     rewritten[3 << 20..(3 << 20) + 9].copy_from_slice(b"went back");
     f.sync_all().unwrap();
+    std::thread::sleep(AFTER_TTL);
+    assert!(
+        fs::read(b.p("large-rewritten")).unwrap() == rewritten,
+        "large-rewritten: other bytes after going back"
+    );
     // Written on after an fsync: a new version, uploaded as it grows.
     f.seek(SeekFrom::End(0)).unwrap();
     let more = data(9 << 20, 13);
