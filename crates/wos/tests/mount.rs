@@ -246,7 +246,10 @@ fn large_writes(a: &Mount, b: &Mount) {
     rewritten.extend_from_slice(&more);
     drop(f);
     std::thread::sleep(AFTER_TTL);
-    assert!(fs::read(b.p("large")).unwrap() == ordered, "large: other bytes");
+    assert!(
+        fs::read(b.p("large")).unwrap() == ordered,
+        "large: other bytes"
+    );
     assert!(
         fs::read(b.p("large-rewritten")).unwrap() == rewritten,
         "large-rewritten: other bytes"
