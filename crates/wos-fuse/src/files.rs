@@ -488,9 +488,10 @@ impl WosFs {
                     .map_err(|e| io_errno(&e))?;
                 self.after_change(ino, &mut st, size);
                 open.publish(&st);
-                drop(st);
+                // (Still holding the state: a release meanwhile must not
+                // take the change for one its writer left unsaved.)
                 return if by_path {
-                    self.commit(ino, open)
+                    self.commit_locked(ino, open, &mut st)
                 } else {
                     Ok(())
                 };
@@ -515,6 +516,11 @@ impl WosFs {
     /// Uploads this mount's changes to an open file, if it has any.
     fn commit(&self, ino: u64, open: &OpenFile) -> Result<(), Errno> {
         let mut st = open.lock();
+        self.commit_locked(ino, open, &mut st)
+    }
+
+    /// [`WosFs::commit`] with `open`'s state already held as `st`.
+    fn commit_locked(&self, ino: u64, open: &OpenFile, st: &mut OpenState) -> Result<(), Errno> {
         // The next version may be uploaded as it is written again.
         st.no_stream = false;
         if let Some(up) = st.upload.take()
@@ -525,7 +531,7 @@ impl WosFs {
                     lock(&self.nodes).refresh(&e);
                     self.cache_put_in_parent(&e);
                     spool.saved();
-                    open.publish(&st);
+                    open.publish(st);
                     return Ok(());
                 }
                 // The whole file goes again below, and says what is wrong
@@ -548,7 +554,7 @@ impl WosFs {
             Err(e) => return Err(e),
         }
         spool.saved();
-        open.publish(&st);
+        open.publish(st);
         Ok(())
     }
 

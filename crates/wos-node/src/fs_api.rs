@@ -482,7 +482,10 @@ async fn store_on(ctx: &NodeCtx, node: &str, id: &ChunkId, data: &Bytes) -> Resu
         .await
         .map_err(|e| format!("node {node}: {e}"))?;
     if !resp.status().is_success() {
-        return Err(format!("node {node} answered {}", resp.status()));
+        let status = resp.status();
+        let why = resp.text().await.unwrap_or_default();
+        let why: String = why.chars().take(300).collect();
+        return Err(format!("node {node} answered {status}: {why}"));
     }
     Ok(())
 }
@@ -1141,8 +1144,19 @@ async fn chunk_put(
     tokio::task::spawn_blocking(move || store.put(&id, &body))
         .await
         .map_err(crate::api::internal)?
-        .map_err(|e| ApiError::bad(e.to_string()))?;
+        .map_err(store_refused)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Bad data is the sender's fault (400); a disk that cannot take the chunk
+/// (full, failing) is this node's (507), and the sender tries another.
+fn store_refused(e: wos_blocks::Error) -> ApiError {
+    match e {
+        wos_blocks::Error::Io { .. } => {
+            ApiError::new(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
+        }
+        e => ApiError::bad(e.to_string()),
+    }
 }
 
 /// `GET /internal/chunks/ID`.
