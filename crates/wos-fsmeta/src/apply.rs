@@ -128,8 +128,9 @@ impl FsState {
 
     /// Sets aside `count` (1 to [`MAX_RESERVED_IDS`]) fresh inode ids for
     /// `owner`, to create files under with [`FsOp::CreateAs`], in any
-    /// order. An owner keeps at most [`RESERVATIONS_PER_OWNER`] runs; a new
-    /// one drops its oldest beyond that. On `Err` the state is unchanged.
+    /// order. An owner keeps at most [`RESERVED_IDS_PER_OWNER`] unused ids;
+    /// a new reservation drops its oldest runs beyond that. On `Err` the
+    /// state is unchanged.
     pub fn reserve_ids(&mut self, owner: &str, count: u64) -> Result<Range<u64>, FsError> {
         let invalid = |reason: String| FsError::Invalid {
             path: "/".into(),
@@ -154,13 +155,18 @@ impl FsState {
                 owner: owner.to_string(),
             },
         );
-        let mine: Vec<u64> = (self.reserved.iter())
+        // Ids used out of order split runs, so the bound counts ids, not
+        // runs; the newest runs are the ones clients are using.
+        let mut mine: Vec<(u64, u64)> = (self.reserved.iter())
             .filter(|(_, r)| r.owner == owner)
-            .map(|(first, _)| *first)
+            .map(|(first, r)| (*first, r.end - *first))
             .collect();
-        let excess = mine.len().saturating_sub(RESERVATIONS_PER_OWNER);
-        for old in &mine[..excess] {
-            self.reserved.remove(old);
+        let mut unused: u64 = mine.iter().map(|(_, n)| n).sum();
+        mine.reverse();
+        while unused > RESERVED_IDS_PER_OWNER {
+            let Some((oldest, n)) = mine.pop() else { break };
+            self.reserved.remove(&oldest);
+            unused -= n;
         }
         Ok(first..end)
     }
@@ -742,9 +748,10 @@ struct NewSpecial<'a> {
 /// Most ids one [`FsState::reserve_ids`] hands out.
 pub const MAX_RESERVED_IDS: u64 = 4096;
 
-/// Reserved runs one owner keeps (a client that dies leaves its unused ids
-/// behind; this bounds what they cost the state).
-pub const RESERVATIONS_PER_OWNER: usize = 64;
+/// Unused reserved ids one owner keeps (a client that dies leaves its
+/// unused ids behind; this bounds what they cost the state). Many mounts of
+/// one principal share it.
+pub const RESERVED_IDS_PER_OWNER: u64 = 64 * MAX_RESERVED_IDS;
 
 /// The arguments of [`FsOp::CreateAs`] about the new file.
 struct NewFile<'a> {

@@ -26,7 +26,7 @@ mod op;
 mod path;
 mod state;
 
-pub use apply::{MAX_RESERVED_IDS, RESERVATIONS_PER_OWNER};
+pub use apply::{MAX_RESERVED_IDS, RESERVED_IDS_PER_OWNER};
 pub use error::{Errno, FsError};
 pub use model::{ChunkRef, DEFAULT_REPLICAS, Ino, Inode, Kind, MODE_MASK, SpecialKind};
 pub use op::{FsOp, FsReply};

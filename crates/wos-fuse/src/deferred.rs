@@ -17,10 +17,11 @@
 //! `close` instead, and the name then disappears here too.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fuser::{Errno, INodeNo};
+use fuser::Errno;
 use tracing::{debug, warn};
 use wos_api::FsEntry;
 
@@ -42,9 +43,12 @@ pub(crate) struct Pending {
     exclusive: bool,
     /// What this mount shows for it meanwhile.
     pub entry: FsEntry,
-    /// Whether the cell has it; held while it is being sent, so that it is
+    /// Whether the cell has it (`Some(None)`) or refused it for good
+    /// (`Some(Some(errno))`); held while it is being sent, so that it is
     /// sent once.
-    made: Mutex<bool>,
+    made: Mutex<Option<Option<Errno>>>,
+    /// Refused for good (readable without waiting for `made`).
+    refused: AtomicBool,
 }
 
 #[derive(Default)]
@@ -77,6 +81,13 @@ impl WosFs {
             // Nothing will be written, so no close would make it.
             return None;
         }
+        if flags & (libc::O_EXCL | libc::O_TRUNC) == 0 {
+            // Should another client have made the name meanwhile, a plain
+            // O_CREAT must open and write into that file, which only the
+            // cell can say; with O_TRUNC, replacing it is the same as
+            // emptying it and writing last.
+            return None;
+        }
         let template = lock(&self.deferred.proven)
             .get(&parent)
             .filter(|(at, _)| at.elapsed() < PROVEN_FOR)
@@ -105,7 +116,8 @@ impl WosFs {
             name: name.to_string(),
             exclusive: flags & libc::O_EXCL != 0,
             entry: entry.clone(),
-            made: Mutex::new(false),
+            made: Mutex::new(None),
+            refused: AtomicBool::new(false),
         };
         lock(&self.deferred.pending).insert(ino, Arc::new(pending));
         Some(entry)
@@ -134,13 +146,28 @@ impl WosFs {
     pub(crate) fn pending_in(&self, dir: u64) -> Vec<FsEntry> {
         lock(&self.deferred.pending)
             .values()
-            .filter(|p| p.parent == dir)
+            .filter(|p| p.parent == dir && !p.refused.load(Ordering::Relaxed))
             .map(|p| p.entry.clone())
             .collect()
     }
 
+    /// Forgets a deferred create that no handle has any more: its open
+    /// failed, or its last close could not make it on the cell.
+    pub(crate) fn forget_pending(&self, ino: u64) {
+        if let Some(p) = lock(&self.deferred.pending).remove(&ino) {
+            self.cache_remove(p.parent, &p.name);
+        }
+    }
+
     /// Sends `ino`'s creation with `spool`'s content (none: empty), if the
     /// cell does not have it yet. `None`: it has.
+    ///
+    /// A refusal (the name taken with `O_EXCL`, rights gone, the directory
+    /// gone, the id no longer reserved) is final: the name goes away here
+    /// and every later upload of the file fails the same way, so that its
+    /// last close keeps the content as an unsaved spool instead of dropping
+    /// it. Any other failure (the cell out of reach) leaves it pending, to
+    /// be tried again at the next flush.
     pub(crate) fn send_pending(
         &self,
         ino: u64,
@@ -148,8 +175,8 @@ impl WosFs {
     ) -> Option<Result<FsEntry, Errno>> {
         let p = self.pending(ino)?;
         let mut made = lock(&p.made);
-        if *made {
-            return None;
+        if let Some(refused) = *made {
+            return refused.map(Err);
         }
         let path = match self.path_of(ino) {
             Ok(path) => path,
@@ -164,16 +191,22 @@ impl WosFs {
             .remote
             .upload(&path, spool, target)
             .map_err(|f| self.fail_transfer("create", &path, &f));
-        *made = true;
-        lock(&self.deferred.pending).remove(&ino);
-        drop(made);
         match &result {
             Ok(e) => {
+                *made = Some(None);
+                lock(&self.deferred.pending).remove(&ino);
+                drop(made);
                 lock(&self.nodes).refresh(e);
                 self.cache_put(p.parent, e);
                 self.note_created(p.parent, e);
             }
-            Err(_) => self.drop_pending(&p),
+            Err(err) if is_refusal(*err) => {
+                *made = Some(Some(*err));
+                p.refused.store(true, Ordering::Relaxed);
+                drop(made);
+                self.drop_pending(&p, *err);
+            }
+            Err(_) => {}
         }
         Some(result)
     }
@@ -200,19 +233,26 @@ impl WosFs {
         }
     }
 
-    /// The cell refused a deferred create: the name goes away here too.
-    fn drop_pending(&self, p: &Pending) {
+    /// The cell refused a deferred create: the name goes away from this
+    /// mount's listings (the kernel forgets it within its TTL: telling it
+    /// now could deadlock with the directory lock a caller holds).
+    fn drop_pending(&self, p: &Pending, err: Errno) {
         warn!(
-            "{}: the cell refused to create it at its first close (see above); it is gone",
+            "{}: the cell refused to create it ({err:?}); its content is kept as an \
+             unsaved file when it is closed",
             p.entry.path
         );
         lock(&self.deferred.proven).remove(&p.parent);
-        lock(&self.nodes).unlink(p.parent, &p.name);
         self.cache_remove(p.parent, &p.name);
-        if let Some(n) = self.notifier.get()
-            && let Err(e) = n.inval_entry(INodeNo(p.parent), p.name.as_ref())
-        {
-            debug!("invalidating {}: {e}", p.entry.path);
+        if err == Errno::EINVAL {
+            // Perhaps its id is no longer reserved: take fresh ones.
+            lock(&self.deferred.ids).clear();
         }
     }
+}
+
+/// Whether the cell's answer to a create is final (trying again would get
+/// the same), as opposed to a failure to reach it.
+fn is_refusal(err: Errno) -> bool {
+    !matches!(err, Errno::EIO | Errno::EAGAIN)
 }

@@ -126,7 +126,9 @@ impl WosFs {
         if let Some(e) = self.defer_create(parent, &name, mode & 0o7777, flags) {
             self.cache_put(parent, &e);
             self.created_in(parent, &e, sent);
-            let fh = self.open_entry(&e, flags, true)?;
+            let fh = self
+                .open_entry(&e, flags, true)
+                .inspect_err(|_| self.forget_pending(e.ino))?;
             return Ok((self.hand_out(parent, &e), fh));
         }
         // The file exists (empty) from now on, for everyone: an open file
@@ -191,6 +193,10 @@ impl WosFs {
         }
         if truncate && let Some(spool) = st.spool.as_mut() {
             spool.set_len(0).map_err(|e| io_errno(&e))?;
+            // What an upload under way sent is gone: it must not commit.
+            if st.upload.take().is_some() {
+                st.no_stream = true;
+            }
         }
         Ok(())
     }
@@ -234,6 +240,7 @@ impl WosFs {
         if st.handles == 0 {
             st.removed = true;
             st.spool = None;
+            self.forget_pending(ino);
             let mut map = lock(&self.open_files);
             if map.get(&ino).is_some_and(|o| Arc::ptr_eq(o, open)) {
                 map.remove(&ino);
@@ -380,7 +387,8 @@ impl WosFs {
         // than the size the kernel last heard of.
         let at = if h.append { spool.len() } else { offset };
         spool.write_at(at, data).map_err(|e| io_errno(&e))?;
-        self.after_change(h.ino, &mut st, at);
+        let appended = at + data.len() as u64 == spool.len();
+        self.after_change(h.ino, &mut st, at, appended);
         h.open.publish(&st);
         Ok(data.len() as u32)
     }
@@ -403,15 +411,17 @@ impl WosFs {
         spool
             .allocate(mode, offset, len)
             .map_err(|e| io_errno(&e))?;
-        self.after_change(h.ino, &mut st, offset);
+        self.after_change(h.ino, &mut st, offset, false);
         h.open.publish(&st);
         Ok(())
     }
 
     /// After a change at `offset` to `ino`'s spool: feeds its growing
     /// upload, abandons it if bytes it may have sent changed (the close then
-    /// uploads the whole file), or starts one for a file grown large.
-    fn after_change(&self, ino: u64, st: &mut OpenState, offset: u64) {
+    /// uploads the whole file), or starts one for a file grown large by a
+    /// write that ended at its end (`appended`; not for writes inside a
+    /// large file, which would send it whole for every open).
+    fn after_change(&self, ino: u64, st: &mut OpenState, offset: u64, appended: bool) {
         let Some(spool) = st.spool.as_ref() else {
             return;
         };
@@ -425,7 +435,7 @@ impl WosFs {
             }
             return;
         }
-        if st.no_stream || len < STREAM_AFTER {
+        if st.no_stream || len < STREAM_AFTER || !appended {
             return;
         }
         // The upload names the cell's file: a file only this mount has is
@@ -486,7 +496,7 @@ impl WosFs {
                 self.spool(&mut st, ino, Some(size))?
                     .set_len(size)
                     .map_err(|e| io_errno(&e))?;
-                self.after_change(ino, &mut st, size);
+                self.after_change(ino, &mut st, size, false);
                 open.publish(&st);
                 // (Still holding the state: a release meanwhile must not
                 // take the change for one its writer left unsaved.)

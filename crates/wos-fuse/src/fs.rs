@@ -365,12 +365,16 @@ impl WosFs {
             return Ok(l.clone());
         }
         let path = self.path_of(dir)?;
+        // Pending before and after the request: one sent meanwhile may be
+        // in neither the answer nor the pending set afterwards.
+        let mut pending = self.pending_in(dir);
         let answer = self
             .remote
             .list(&path)
             .map_err(|f| self.fail("list", &path, &f))?;
         let mut entries = answer.entries;
-        for p in self.pending_in(dir) {
+        pending.extend(self.pending_in(dir));
+        for p in pending {
             // Only this mount has it so far.
             if !entries.iter().any(|e| e.name == p.name) {
                 entries.push(p);

@@ -433,9 +433,14 @@ impl WosFs {
         // Both names as the cell must see them: a file only this mount has
         // made is moved, or replaced, there.
         for (dir, n) in [(parent, &name), (new_parent, &new_name)] {
-            let child = lock(&self.nodes).child(dir, n).map(|c| c.entry.ino);
-            if let Some(child) = child {
-                self.make_pending(child)?;
+            let child = lock(&self.nodes)
+                .child(dir, n)
+                .map(|c| (c.kind(), c.entry.ino));
+            match child {
+                // A directory replaced must be empty on the cell too.
+                Some((Kind::Dir, child)) => self.make_pending_in(child),
+                Some((_, child)) => self.make_pending(child)?,
+                None => {}
             }
         }
         // RENAME_NOREPLACE (what `mv` tries first) is a check before the

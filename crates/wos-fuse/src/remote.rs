@@ -461,6 +461,11 @@ fn growing_stream(
         loop {
             let (ready, complete) = match *progress.borrow_and_update() {
                 Progress::Written(n) => (n, false),
+                Progress::Done(n) if n < sent => {
+                    // Shortened below what went out: this upload is void.
+                    let e = std::io::Error::other("the file was shortened while uploading");
+                    return Some((Err(e), None));
+                }
                 Progress::Done(n) => (n, true),
                 Progress::Abandoned => {
                     let e = std::io::Error::other("the file was written over while uploading");

@@ -575,6 +575,13 @@ fn creates_in_a_busy_directory_cost_one_metadata_write_and_show_at_close() {
     fs::write(b.p("many/race2"), b"from B").unwrap();
     assert_eq!(errno(excl.sync_all()), Some(libc::EEXIST));
     drop(excl);
+    // Its content is not dropped in silence: the close keeps it aside.
+    let kept = wait_for(Duration::from_secs(10), || {
+        a.log_text()
+            .contains("could not be written to the cell; they are in")
+            .then_some(())
+    });
+    assert!(kept.is_some(), "refused content not kept: {}", a.log_text());
     plain.sync_all().unwrap();
     drop(plain);
     std::thread::sleep(AFTER_TTL);

@@ -1339,16 +1339,36 @@ fn reservations_are_bounded_and_survive_a_snapshot() {
     assert_eq!(s, before, "a refused reservation changes nothing");
 
     let first = s.reserve_ids("user:alice", 2).unwrap();
-    for _ in 0..RESERVATIONS_PER_OWNER {
-        s.reserve_ids("user:alice", 2).unwrap();
-    }
-    s.reserve_ids("user:bob", 2).unwrap();
-    assert_eq!(s.reserved.len(), RESERVATIONS_PER_OWNER + 1);
-    let e = refused(
+    // Used out of order, a run splits; the bound counts ids, not runs.
+    let split = s.reserve_ids("user:alice", 5).unwrap();
+    ok(
         &mut s,
-        create_as_op(Ino(first.start), Ino::ROOT, "x", "user:alice", vec![]),
+        create_as_op(Ino(split.start + 2), Ino::ROOT, "mid", "user:alice", vec![]),
     );
-    assert_eq!(e.errno(), Errno::Inval, "the oldest run was dropped: {e}");
+    s.reserve_ids("user:bob", 2).unwrap();
+    for _ in 0..RESERVED_IDS_PER_OWNER / MAX_RESERVED_IDS - 1 {
+        s.reserve_ids("user:alice", MAX_RESERVED_IDS).unwrap();
+    }
+    ok(
+        &mut s,
+        create_as_op(Ino(first.start), Ino::ROOT, "kept", "user:alice", vec![]),
+    );
+    // One more run: the oldest go, until the owner is within the bound
+    // (here the three small runs: 5 ids over).
+    let newest = s.reserve_ids("user:alice", MAX_RESERVED_IDS).unwrap();
+    for gone in [first.start + 1, split.start, split.start + 4] {
+        let op = create_as_op(Ino(gone), Ino::ROOT, "x", "user:alice", vec![]);
+        let e = refused(&mut s, op);
+        assert_eq!(e.errno(), Errno::Inval, "run of {gone} was dropped: {e}");
+    }
+    let op = create_as_op(Ino(newest.end - 1), Ino::ROOT, "y", "user:alice", vec![]);
+    ok(&mut s, op);
+    let bob = s
+        .reserved
+        .values()
+        .filter(|r| r.owner == "user:bob")
+        .count();
+    assert_eq!(bob, 1, "another owner's run stays");
 
     let decoded: FsState = postcard::from_bytes(&encode(&s)).unwrap();
     assert_eq!(decoded, s);
