@@ -775,23 +775,7 @@ mod tests {
     use super::*;
 
     fn entry(ino: u64, name: &str) -> FsEntry {
-        FsEntry {
-            name: name.into(),
-            path: format!("/{name}"),
-            ino,
-            kind: "file".into(),
-            size: ino,
-            version: 1,
-            mode: 0o644,
-            owner: "user:admin".into(),
-            mtime_ms: 0,
-            ctime_ms: 0,
-            atime_ms: 0,
-            nlink: 1,
-            rdev: 0,
-            target: None,
-            chunks: 0,
-        }
+        crate::nodes::test_entry(ino, name, "file")
     }
 
     #[test]

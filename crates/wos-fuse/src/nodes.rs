@@ -221,28 +221,34 @@ impl Nodes {
     }
 }
 
+/// An entry for unit tests: `name` with id `ino` and kind `kind`.
+#[cfg(test)]
+pub(crate) fn test_entry(ino: u64, name: &str, kind: &str) -> FsEntry {
+    FsEntry {
+        name: name.into(),
+        path: String::new(),
+        ino,
+        kind: kind.into(),
+        size: 0,
+        version: 0,
+        mode: 0o755,
+        owner: "user:admin".into(),
+        mtime_ms: 0,
+        ctime_ms: 0,
+        atime_ms: 0,
+        nlink: 1,
+        rdev: 0,
+        target: None,
+        chunks: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn entry(ino: u64, name: &str, kind: &str) -> FsEntry {
-        FsEntry {
-            name: name.into(),
-            path: String::new(),
-            ino,
-            kind: kind.into(),
-            size: 0,
-            version: 0,
-            mode: 0o755,
-            owner: "user:admin".into(),
-            mtime_ms: 0,
-            ctime_ms: 0,
-            atime_ms: 0,
-            nlink: 1,
-            rdev: 0,
-            target: None,
-            chunks: 0,
-        }
+        test_entry(ino, name, kind)
     }
 
     fn table() -> Nodes {

@@ -167,15 +167,7 @@ impl Remote {
     /// Bytes `start..end` of the file at `path`.
     pub fn read_range(&self, path: &str, start: u64, end: u64) -> Result<Range> {
         self.block_on(async {
-            let req = self
-                .client
-                .request(Method::GET, &url(path, ""))
-                .timeout(RANGE_TIMEOUT)
-                .header(header::RANGE, format!("bytes={start}-{}", end - 1));
-            let resp = self.send(req).await?;
-            if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
-                return Err(failure(416, format!("{path} is shorter than {end} bytes")));
-            }
+            let resp = self.get_range(path, start, end, RANGE_TIMEOUT).await?;
             let tag = Tag::of_response(&resp);
             let data = resp
                 .bytes()
@@ -190,20 +182,32 @@ impl Remote {
     /// takes pieces with [`Remote::next_piece`].
     pub fn open_stream(&self, path: &str, start: u64, end: u64) -> Result<Streaming> {
         self.block_on(async {
-            let req = self
-                .client
-                .request(Method::GET, &url(path, ""))
-                .timeout(TRANSFER_TIMEOUT)
-                .header(header::RANGE, format!("bytes={start}-{}", end - 1));
-            let resp = self.send(req).await?;
-            if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
-                return Err(failure(416, format!("{path} is shorter than {end} bytes")));
-            }
+            let resp = self.get_range(path, start, end, TRANSFER_TIMEOUT).await?;
             Ok(Streaming {
                 tag: Tag::of_response(&resp),
                 resp,
             })
         })
+    }
+
+    /// `GET` of bytes `start..end` (416 past the end of the file).
+    async fn get_range(
+        &self,
+        path: &str,
+        start: u64,
+        end: u64,
+        timeout: Duration,
+    ) -> Result<reqwest::Response> {
+        let req = self
+            .client
+            .request(Method::GET, &url(path, ""))
+            .timeout(timeout)
+            .header(header::RANGE, format!("bytes={start}-{}", end - 1));
+        let resp = self.send(req).await?;
+        if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+            return Err(failure(416, format!("{path} is shorter than {end} bytes")));
+        }
+        Ok(resp)
     }
 
     /// The next piece of a stream; `None` at its end.
